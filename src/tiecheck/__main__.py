@@ -1,0 +1,3 @@
+from tiecheck.cli import main
+
+main()

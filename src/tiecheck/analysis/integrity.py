@@ -1,0 +1,171 @@
+"""Index/shard agreement and alias records: the checks loaders skip.
+
+huggingface_hub's maintainers said index consistency "must be checked downstream" (#4725);
+this is downstream. Only readable files are judged: a missing shard is already TC003, and
+blaming each of its tensors again would bury the one finding that matters.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from tiecheck.model import Checkpoint, FileFormat
+from tiecheck.rules import Finding, finding
+
+LISTED = 5
+"""How many names a message spells out before summarising the rest as a count."""
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:LISTED])
+    return shown + (f" and {len(keys) - LISTED} more" if len(keys) > LISTED else "")
+
+
+def _stored_by_file(checkpoint: Checkpoint) -> dict[str, set[str]]:
+    stored: dict[str, set[str]] = defaultdict(set)
+    for t in checkpoint.tensors:
+        stored[t.file].add(t.stored_name)
+    return stored
+
+
+def index_findings(checkpoint: Checkpoint) -> list[Finding]:
+    index = checkpoint.index
+    findings: list[Finding] = []
+    stored = _stored_by_file(checkpoint)
+    folder = index.path.parent if index else checkpoint.root
+
+    def shard_name(shard: str) -> str:
+        path = folder / shard
+        try:
+            return path.relative_to(checkpoint.root).as_posix()
+        except ValueError:
+            return shard
+
+    if index is not None:
+        missing: dict[str, list[str]] = defaultdict(list)
+        for key, shard in index.weight_map.items():
+            name = shard_name(shard)
+            if name in checkpoint.files and key not in stored[name]:
+                missing[name].append(key)
+        for name, keys in missing.items():
+            findings.append(
+                finding(
+                    "TC004",
+                    f"{index.name} maps {len(keys)} tensor(s) to {name}, which does not hold them: "
+                    f"{_names(keys)}",
+                    keys=keys,
+                    file=name,
+                )
+            )
+        unlisted: dict[str, list[str]] = defaultdict(list)
+        for name in checkpoint.files:
+            unlisted[name] = sorted(k for k in stored[name] if k not in index.weight_map)
+        for name, keys in unlisted.items():
+            if keys:
+                findings.append(
+                    finding(
+                        "TC005",
+                        f"{name} holds {len(keys)} tensor(s) that {index.name} does not list "
+                        f"(loaders will not load them): {_names(keys)}",
+                        keys=keys,
+                        file=name,
+                    )
+                )
+    findings += _stored_twice(checkpoint)
+    findings += _total_size(checkpoint)
+    return findings
+
+
+def _stored_twice(checkpoint: Checkpoint) -> list[Finding]:
+    files_of: dict[str, list[str]] = defaultdict(list)
+    for t in checkpoint.tensors:
+        files_of[t.name].append(t.file)
+    findings = []
+    for key, files in files_of.items():
+        distinct = sorted(set(files))
+        if len(distinct) > 1:
+            findings.append(
+                finding(
+                    "TC006",
+                    f"{key!r} is stored in {len(distinct)} files ({', '.join(distinct)}); "
+                    "which copy "
+                    "a loader uses depends on load order",
+                    keys=[key],
+                    file=distinct[1],
+                )
+            )
+    return findings
+
+
+def _total_size(checkpoint: Checkpoint) -> list[Finding]:
+    index = checkpoint.index
+    if index is None or index.total_size is None or checkpoint.unreadable:
+        return []
+    tensors_sum = checkpoint.total_bytes
+    storages = {(t.file, t.storage.key): t.storage.nbytes for t in checkpoint.tensors if t.storage}
+    accepted = {tensors_sum}
+    if any(f.format is not FileFormat.SAFETENSORS for f in checkpoint.files.values()):
+        # transformers counts pickled shards either per tensor or per unique storage.
+        accepted.add(
+            sum(storages.values()) + sum(t.nbytes for t in checkpoint.tensors if t.storage is None)
+        )
+    declared = index.total_size
+    if declared in accepted:
+        return []
+    return [
+        finding(
+            "TC007",
+            f"{index.name} metadata.total_size is {declared!r} but the shards hold {tensors_sum} "
+            f"bytes of tensor data (difference {tensors_sum - declared:+,.0f})",
+            file=index.name,
+            declared=declared,
+            stored=tensors_sum,
+        )
+    ]
+
+
+NON_ALIAS_METADATA = frozenset({"format", "total_size", "total_parameters"})
+
+
+def alias_records(checkpoint: Checkpoint) -> dict[str, str]:
+    """``{dropped: kept}`` records written by safetensors' save_model, huggingface_hub and the
+    conversion bot into ``__metadata__`` or the index metadata."""
+    records: dict[str, str] = {}
+    sources: list[dict] = [f.metadata for f in checkpoint.files.values()]
+    if checkpoint.index is not None:
+        sources.append(checkpoint.index.metadata)
+    for metadata in sources:
+        for key, value in metadata.items():
+            if key in NON_ALIAS_METADATA or not isinstance(value, str):
+                continue
+            if "." in key and "." in value and " " not in value:
+                records[key] = value
+    return records
+
+
+def alias_findings(checkpoint: Checkpoint, records: dict[str, str]) -> list[Finding]:
+    if checkpoint.unreadable:
+        return []
+    stored = {t.name for t in checkpoint.tensors}
+    findings = []
+    for dropped, kept in records.items():
+        if kept not in stored:
+            findings.append(
+                finding(
+                    "TC108",
+                    f"alias record says {dropped!r} was dropped as a copy of {kept!r}, but "
+                    f"{kept!r} is not stored: a loader reading the record finds nothing to tie to",
+                    keys=[dropped, kept],
+                )
+            )
+        elif dropped in stored:
+            findings.append(
+                finding(
+                    "TC108",
+                    f"alias record says {dropped!r} was dropped as a copy of {kept!r}, "
+                    "but both are "
+                    "stored: the record is stale",
+                    keys=[dropped, kept],
+                )
+            )
+    return findings

@@ -1,0 +1,305 @@
+"""Judge each tie group: how it is stored, whether that matches the declaration, and the verdict.
+
+Storage state and judgement are kept apart on purpose: ``state`` says what is on disk
+(deduplicated, shared storage, duplicate, diverged, missing) whatever the config says; the
+findings say what each loader will do with that state given the declaration (TYING.md §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from tiecheck.analysis.compare import Difference, difference, physical_key
+from tiecheck.analysis.declared import DeclaredTie
+from tiecheck.analysis.groups import GroupKind, Member, Role, TieGroup
+from tiecheck.model import TensorInfo
+from tiecheck.readers.tensor_data import TensorData
+from tiecheck.rules import Finding, Severity, finding
+
+
+class Relation(str, Enum):
+    """How a stored member relates to the group's reference (first stored embedding)."""
+
+    REFERENCE = "reference"
+    SHARED = "shared-storage"
+    DUPLICATE = "duplicate"
+    DIVERGED = "diverged"
+    NOT_COMPARED = "not-compared"
+    ABSENT = "absent"
+
+
+class GroupState(str, Enum):
+    DEDUPLICATED = "deduplicated"
+    SHARED = "shared-storage"
+    DUPLICATE = "duplicate"
+    DIVERGED = "diverged"
+    NOT_COMPARED = "not-compared"
+    """stored separately, values not read (``--no-data``)."""
+    MISSING = "missing"
+
+
+class Verdict(str, Enum):
+    TIED = "tied"
+    UNTIED = "untied"
+    INCONSISTENT = "inconsistent"
+    NOT_APPLICABLE = "not-applicable"
+
+
+_WORST = (Relation.DIVERGED, Relation.NOT_COMPARED, Relation.DUPLICATE, Relation.SHARED)
+_STATE = {
+    Relation.DIVERGED: GroupState.DIVERGED,
+    Relation.NOT_COMPARED: GroupState.NOT_COMPARED,
+    Relation.DUPLICATE: GroupState.DUPLICATE,
+    Relation.SHARED: GroupState.SHARED,
+}
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    name: str
+    role: Role
+    relation: Relation
+    file: str | None
+    nbytes: int
+    difference: Difference | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.relation is not Relation.ABSENT
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    group: TieGroup
+    declared: bool | None
+    """the tie this group should have: the config's flag for a head, always true for
+    architecture aliases and bias ties."""
+    state: GroupState
+    members: tuple[MemberResult, ...]
+
+    @property
+    def kind(self) -> GroupKind:
+        return self.group.kind
+
+    @property
+    def stored_members(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members if m.stored)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this group occupies on disk (shared storage counted once)."""
+        return sum(
+            m.nbytes for m in self.members if m.relation not in (Relation.ABSENT, Relation.SHARED)
+        )
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        diffs = [m.difference.max_abs_diff for m in self.members if m.difference]
+        known = [d for d in diffs if d is not None]
+        return max(known) if known else None
+
+    @property
+    def differing_fraction(self) -> float | None:
+        fractions = [m.difference.fraction for m in self.members if m.difference]
+        return max(fractions) if fractions else None
+
+
+class _Judge:
+    def __init__(
+        self,
+        tensors: dict[str, TensorInfo],
+        identical: dict[tuple[object, ...], int] | None,
+        data: TensorData | None,
+    ) -> None:
+        self.tensors = tensors
+        self.identical = identical
+        """physical key -> identical-set id; None with --no-data."""
+        self.data = data
+
+    def _same_bytes(self, a: TensorInfo, b: TensorInfo) -> bool:
+        assert self.identical is not None
+        ka, kb = physical_key(a), physical_key(b)
+        if ka == kb:
+            return True
+        return ka in self.identical and self.identical.get(ka) == self.identical.get(kb)
+
+    def relation(self, member: Member, reference: Member) -> tuple[Relation, Difference | None]:
+        pairs = [(member.name, reference.name)] + [
+            (name, reference.sidecars[suffix])
+            for suffix, name in member.sidecars.items()
+            if suffix in reference.sidecars
+        ]
+        tensors = [(self.tensors[a], self.tensors[b]) for a, b in pairs]
+        if all(physical_key(a) == physical_key(b) for a, b in tensors):
+            return Relation.SHARED, None
+        if self.identical is None:
+            return Relation.NOT_COMPARED, None
+        if all(self._same_bytes(a, b) for a, b in tensors):
+            return Relation.DUPLICATE, None
+        a, b = tensors[0]
+        diff = difference(a, b, self.data) if self.data is not None else None
+        return Relation.DIVERGED, diff
+
+    def member_bytes(self, member: Member) -> int:
+        return sum(self.tensors[n].nbytes for n in (member.name, *member.sidecars.values()))
+
+    def group(self, group: TieGroup, declared: bool | None) -> GroupResult:
+        stored = [m for m in group.members if m.name in self.tensors]
+        reference = stored[0] if stored else None
+        results = []
+        for member in group.members:
+            if member not in stored:
+                results.append(MemberResult(member.name, member.role, Relation.ABSENT, None, 0))
+                continue
+            info = self.tensors[member.name]
+            if member is reference:
+                relation, diff = Relation.REFERENCE, None
+            else:
+                relation, diff = self.relation(member, reference)  # type: ignore[arg-type]
+            results.append(
+                MemberResult(
+                    member.name, member.role, relation, info.file, self.member_bytes(member), diff
+                )
+            )
+        relations = {r.relation for r in results}
+        if not stored:
+            state = GroupState.MISSING
+        elif len(stored) == 1:
+            state = GroupState.DEDUPLICATED
+        else:
+            state = _STATE[next(r for r in _WORST if r in relations)]
+        return GroupResult(group, declared, state, tuple(results))
+
+
+def _diff_text(d: Difference | None) -> str:
+    if d is None:
+        return "values differ"
+    parts = [f"{d.fraction:.1%} of elements differ"]
+    if d.max_abs_diff is not None:
+        parts.append(f"max |diff| {d.max_abs_diff:.4g}")
+    return ", ".join(parts)
+
+
+def _member_findings(result: GroupResult, reference: MemberResult) -> list[Finding]:
+    findings = []
+    for m in result.members:
+        if m.relation in (Relation.REFERENCE, Relation.ABSENT):
+            continue
+        tied = True if m.role in (Role.ALIAS, Role.BIAS_ALIAS) else result.declared
+        keys = [reference.name, m.name]
+        what = "head" if m.role is Role.HEAD else "copy"
+        if tied is True and m.relation is Relation.DUPLICATE:
+            findings.append(
+                finding(
+                    "TC103",
+                    f"{m.name} is stored as an identical copy of {reference.name} although the "
+                    f"model ties them: {m.nbytes:,} bytes wasted",
+                    keys=keys,
+                    file=m.file,
+                    wasted_bytes=m.nbytes,
+                )
+            )
+        elif tied is True and m.relation is Relation.DIVERGED:
+            findings.append(
+                finding(
+                    "TC102",
+                    f"declared tied, but {m.name} and {reference.name} are stored with different "
+                    f"values ({_diff_text(m.difference)}): transformers 4.x and vLLM silently keep "
+                    f"one and discard the trained {what}",
+                    keys=keys,
+                    file=m.file,
+                )
+            )
+        elif tied is True and m.relation is Relation.NOT_COMPARED:
+            findings.append(
+                finding(
+                    "TC113",
+                    f"declared tied, but {m.name} is stored separately from {reference.name}; "
+                    "values not compared (--no-data), so this is either wasted bytes or a "
+                    "discarded trained head",
+                    keys=keys,
+                    file=m.file,
+                )
+            )
+        elif tied is False and m.relation in (Relation.DUPLICATE, Relation.SHARED):
+            findings.append(
+                finding(
+                    "TC105",
+                    f"declared untied, but {m.name} is identical to {reference.name}; the model "
+                    "could be stored tied",
+                    keys=keys,
+                    file=m.file,
+                )
+            )
+    return findings
+
+
+def _group_findings(result: GroupResult, has_lm_head: bool) -> list[Finding]:
+    stored = [m for m in result.members if m.stored]
+    if not stored:
+        return []
+    findings = _member_findings(result, stored[0])
+    if result.kind is not GroupKind.HEAD:
+        return findings
+    embedding_side = [m for m in result.members if m.role is not Role.HEAD]
+    head = result.members[-1]
+    if head.stored and not any(m.stored for m in embedding_side):
+        findings.append(
+            finding(
+                "TC104",
+                f"{head.name} is stored but the embedding it ties to ({embedding_side[0].name}) is "
+                "missing: loaders initialise the embedding at random or fail",
+                keys=[embedding_side[0].name, head.name],
+                file=head.file,
+            )
+        )
+    if result.declared is False and not head.stored and has_lm_head:
+        findings.append(
+            finding(
+                "TC101",
+                f"declared untied, but {head.name} is not stored: "
+                "transformers initialises the head "
+                "at random (garbage output), vLLM and mlx-lm refuse to load",
+                keys=[head.name, stored[0].name],
+            )
+        )
+    return findings
+
+
+def judge_groups(
+    groups: list[TieGroup],
+    tensors: dict[str, TensorInfo],
+    declared: DeclaredTie,
+    identical: dict[tuple[object, ...], int] | None,
+    data: TensorData | None,
+    *,
+    judge_storage: bool = True,
+) -> tuple[list[GroupResult], list[Finding]]:
+    """Evaluate every group; ``judge_storage=False`` (adapters) reports states without findings."""
+    judge = _Judge(tensors, identical, data)
+    results, findings = [], []
+    for group in groups:
+        tie = declared.tied if group.kind is GroupKind.HEAD else True
+        result = judge.group(group, tie)
+        results.append(result)
+        if judge_storage:
+            findings += _group_findings(result, declared.has_lm_head)
+    return results, findings
+
+
+INCONSISTENT_CODES = frozenset({"TC101", "TC102", "TC104", "TC201"})
+
+
+def verdict(results: list[GroupResult], declared: DeclaredTie, findings: list[Finding]) -> Verdict:
+    heads = [r for r in results if r.kind is GroupKind.HEAD]
+    if not heads or not declared.has_lm_head:
+        return Verdict.NOT_APPLICABLE
+    if any(f.code in INCONSISTENT_CODES and f.severity is Severity.ERROR for f in findings):
+        return Verdict.INCONSISTENT
+    if declared.tied is not None:
+        return Verdict.TIED if declared.tied else Verdict.UNTIED
+    separate = any(
+        m.relation in (Relation.DIVERGED, Relation.NOT_COMPARED) for r in heads for m in r.members
+    )
+    return Verdict.UNTIED if separate else Verdict.TIED

@@ -1,0 +1,191 @@
+"""The neutral model of a checkpoint that every reader produces and every analysis consumes.
+
+Readers know formats; analyses know ties. This module is the only thing they share, so a new
+format (GGUF, a remote Hub repo) only has to produce these records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+# Bits per element of each dtype, keyed by safetensors' dtype codes. Pickled tensors are mapped
+# onto the same codes so one comparison path serves both formats. C128 exists in torch but not in
+# safetensors; it is kept so such pickles can still be inspected.
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+    "C128": 128,
+}
+
+
+def nbytes_of(dtype: str, shape: tuple[int, ...]) -> int | None:
+    """Byte size of a dense tensor, or None when the bit count is not a whole number of bytes."""
+    bits = math.prod(shape) * DTYPE_BITS[dtype]
+    return bits // 8 if bits % 8 == 0 else None
+
+
+class FileFormat(str, Enum):
+    SAFETENSORS = "safetensors"
+    PYTORCH_ZIP = "pytorch-zip"
+    PYTORCH_LEGACY = "pytorch-legacy"
+
+
+class SourceKind(str, Enum):
+    """What the user pointed at; decides how files and config were found."""
+
+    SAFETENSORS_FILE = "safetensors"
+    SAFETENSORS_SHARDED = "safetensors-sharded"
+    PICKLE_FILE = "pytorch"
+    PICKLE_SHARDED = "pytorch-sharded"
+    SAFETENSORS_SET = "safetensors-unindexed"
+    PEFT_ADAPTER = "peft-adapter"
+
+
+@dataclass(frozen=True)
+class ByteSpan:
+    """Absolute byte offsets ``[start, end)`` of data inside one file."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    """Where a pickled tensor's bytes live: one storage record, viewed with offset and stride."""
+
+    key: str
+    """storage key inside the file (``data/<key>`` in a zip); shared keys mean shared memory."""
+    dtype: str
+    nbytes: int
+    span: ByteSpan | None
+    """absolute location of the whole storage's bytes; None when not directly addressable."""
+    offset: int
+    """storage offset of the view, in elements."""
+    stride: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    """normalised name used for matching (container path and wrapper prefixes removed)."""
+    file: str
+    """the weight file holding it, as named in ``Checkpoint.files``."""
+    dtype: str
+    shape: tuple[int, ...]
+    span: ByteSpan | None
+    """absolute bytes of the tensor when stored contiguously (always for safetensors)."""
+    stored_name: str
+    """the name exactly as written in the file."""
+    storage: StorageRef | None = None
+    """pickles only."""
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes_of(self.dtype, self.shape) or 0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    name: str
+    """path relative to the checkpoint root, as shown in reports and written in indexes."""
+    path: Path
+    format: FileFormat
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    """safetensors ``__metadata__``; pickles have none."""
+    container: str | None = None
+    """pickles: the path of the state dict inside the object (``state_dict``, ``model``)."""
+    prefix: str = ""
+    """wrapper prefix removed from every key (``module.``, ``_orig_mod.``)."""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str
+    path: Path
+    weight_map: dict[str, str]
+    metadata: dict[str, Any]
+    total_size: int | float | None
+
+
+@dataclass(frozen=True)
+class ConfigInfo:
+    name: str
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def model_type(self) -> str | None:
+        value = self.data.get("model_type")
+        return value if isinstance(value, str) else None
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        value = self.data.get("architectures")
+        if isinstance(value, list):
+            return tuple(v for v in value if isinstance(v, str))
+        return ()
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A PEFT adapter's own settings, read from ``adapter_config.json``."""
+
+    path: Path
+    base_model: str | None
+    modules_to_save: tuple[str, ...]
+    ensure_weight_tying: bool
+
+
+@dataclass
+class Checkpoint:
+    """Everything read from a source; built by ``readers.load``, never mutated by analyses."""
+
+    source: str
+    root: Path
+    kind: SourceKind
+    files: dict[str, WeightFile]
+    tensors: list[TensorInfo]
+    index: IndexInfo | None = None
+    config: ConfigInfo | None = None
+    adapter: AdapterInfo | None = None
+    notes: list[str] = field(default_factory=list)
+    """plain facts for the reader of the report (which files a loader would use, and why)."""
+    unreadable: set[str] = field(default_factory=set)
+    """weight files that could not be read; analyses must not judge keys they would hold."""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)

@@ -1,0 +1,45 @@
+"""Sharded-checkpoint indexes (model.safetensors.index.json, pytorch_model.bin.index.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from tiecheck.errors import FormatError
+from tiecheck.model import IndexInfo
+from tiecheck.readers.jsonfile import read_json_file
+
+
+def read_index(path: Path) -> tuple[IndexInfo, list[str]]:
+    """Parse an index; returns it with the keys that appear twice in one JSON object."""
+    data, duplicates = read_json_file(path)
+    if not isinstance(data, dict):
+        raise FormatError(f"index is a JSON {type(data).__name__}, not an object")
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise FormatError("index has no 'weight_map' object")
+    bad = next((k for k, v in weight_map.items() if not isinstance(v, str) or not v), None)
+    if bad is not None:
+        raise FormatError(f"weight_map[{bad!r}] is not a file name")
+    metadata = data.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise FormatError("index 'metadata' is not an object")
+    total = metadata.get("total_size")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, (int, float))):
+        raise FormatError(f"metadata.total_size {total!r} is not a number")
+    return IndexInfo(path.name, path, weight_map, metadata, total), duplicates
+
+
+def unsafe_shard_name(name: str) -> str | None:
+    """Why a shard name must not be opened (absolute or escaping the folder), else None.
+
+    huggingface_hub refuses such names too; a hostile index must not make tiecheck read
+    ``/etc/passwd`` or a file beside the model folder.
+    """
+    for flavour in (PurePosixPath(name), PureWindowsPath(name)):
+        if flavour.is_absolute() or flavour.drive or name.startswith(("/", "\\")):
+            return "is an absolute path"
+        if ".." in flavour.parts:
+            return "contains '..'"
+    return None

@@ -1,0 +1,224 @@
+"""Execute a plan: read every file it names into one ``Checkpoint``.
+
+A file that cannot be read becomes a finding (TC001/TC002/TC003) and the rest of the checkpoint
+is still read, so a report always says everything that is wrong, not just the first thing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiecheck.errors import FormatError, UnsafePickleError
+from tiecheck.model import (
+    AdapterInfo,
+    Checkpoint,
+    ConfigInfo,
+    FileFormat,
+    IndexInfo,
+    SourceKind,
+    TensorInfo,
+    WeightFile,
+)
+from tiecheck.readers.discover import Plan
+from tiecheck.readers.index_format import read_index, unsafe_shard_name
+from tiecheck.readers.jsonfile import read_json_file
+from tiecheck.readers.pickle_format import read_pickle
+from tiecheck.readers.safetensors_format import check_with_library, read_header
+from tiecheck.rules import Finding, finding
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class _Loader:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.findings: list[Finding] = []
+        self.files: dict[str, WeightFile] = {}
+        self.tensors: list[TensorInfo] = []
+        self.unreadable: set[str] = set()
+        self.notes = list(plan.notes)
+
+    def invalid(self, name: str, error: FormatError) -> None:
+        code = "TC002" if isinstance(error, UnsafePickleError) else "TC001"
+        self.findings.append(finding(code, f"{name}: {error}", file=name))
+        self.unreadable.add(name)
+
+    def read_weight_file(self, path: Path, name: str) -> None:
+        is_pickle = path.name.endswith((".bin", ".pt", ".pth", ".ckpt")) or (
+            self.plan.kind in (SourceKind.PICKLE_FILE, SourceKind.PICKLE_SHARDED)
+            and not path.name.endswith(".safetensors")
+        )
+        try:
+            size = path.stat().st_size
+            if is_pickle:
+                self._read_pickle(path, name, size)
+            else:
+                self._read_safetensors(path, name, size)
+        except FormatError as e:
+            self.invalid(name, e)
+        except OSError as e:
+            self.invalid(name, FormatError(f"cannot read: {e.strerror or e}"))
+
+    def _read_safetensors(self, path: Path, name: str, size: int) -> None:
+        header = read_header(path)
+        check_with_library(path)
+        for key in dict.fromkeys(header.duplicate_keys):
+            self.findings.append(
+                finding(
+                    "TC006",
+                    f"{name}: tensor {key!r} appears more than once in the header; loaders keep "
+                    "the last entry and silently drop the others",
+                    keys=[key],
+                    file=name,
+                )
+            )
+        self.files[name] = WeightFile(name, path, FileFormat.SAFETENSORS, size, header.metadata)
+        self.tensors.extend(
+            TensorInfo(e.name, name, e.dtype, e.shape, e.span, e.name) for e in header.entries
+        )
+
+    def _read_pickle(self, path: Path, name: str, size: int) -> None:
+        ckpt = read_pickle(path)
+        self.files[name] = WeightFile(
+            name, path, ckpt.format, size, container=ckpt.container, prefix=ckpt.prefix
+        )
+        if ckpt.container:
+            self.notes.append(f"{name}: state dict read from the {ckpt.container!r} entry")
+        if ckpt.prefix:
+            self.notes.append(f"{name}: wrapper prefix {ckpt.prefix!r} removed from every key")
+        self.tensors.extend(
+            TensorInfo(e.name, name, e.dtype, e.shape, e.span, e.stored_name, e.storage)
+            for e in ckpt.entries
+        )
+
+    def read_index(self, path: Path) -> IndexInfo | None:
+        try:
+            index, duplicates = read_index(path)
+        except FormatError as e:
+            self.invalid(path.name, e)
+            return None
+        for key in dict.fromkeys(duplicates):
+            self.findings.append(
+                finding(
+                    "TC006",
+                    f"{path.name}: key {key!r} appears more than once in the index; the last "
+                    "entry wins",
+                    keys=[key],
+                    file=path.name,
+                )
+            )
+        return index
+
+    def read_shards(self, index: IndexInfo) -> None:
+        folder = index.path.parent
+        for shard in dict.fromkeys(index.weight_map.values()):
+            why = unsafe_shard_name(shard)
+            if why:
+                self.invalid(index.name, FormatError(f"shard name {shard!r} {why}; not read"))
+                self.unreadable.add(shard)
+                continue
+            path = folder / shard
+            name = _display(path, self.plan.root)
+            if not path.exists():
+                self.unreadable.add(name)
+                listed = sum(1 for v in index.weight_map.values() if v == shard)
+                self.findings.append(
+                    finding(
+                        "TC003",
+                        f"{index.name} maps {listed} tensors to {shard!r}, which does not exist",
+                        file=shard,
+                    )
+                )
+                continue
+            self.read_weight_file(path, name)
+
+    def read_config(self, path: Path | None) -> ConfigInfo | None:
+        if path is None:
+            return None
+        name = _display(path, self.plan.root)
+        try:
+            data, _ = read_json_file(path)
+        except FormatError as e:
+            self.findings.append(finding("TC001", f"{name}: {e}", file=name))
+            return None
+        if not isinstance(data, dict):
+            self.findings.append(finding("TC001", f"{name}: not a JSON object", file=name))
+            return None
+        return ConfigInfo(name, path, data)
+
+
+def _adapter_info(path: Path, data: dict) -> AdapterInfo:
+    modules = data.get("modules_to_save") or ()
+    return AdapterInfo(
+        path=path,
+        base_model=data.get("base_model_name_or_path")
+        if isinstance(data.get("base_model_name_or_path"), str)
+        else None,
+        modules_to_save=tuple(m for m in modules if isinstance(m, str))
+        if isinstance(modules, list)
+        else (),
+        ensure_weight_tying=data.get("ensure_weight_tying") is True,
+    )
+
+
+def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
+    """Find the base model's config: ``--base``, a local folder, or the Hugging Face cache."""
+    if base is not None:
+        return base / "config.json" if base.is_dir() else base
+    if not adapter.base_model:
+        return None
+    local = Path(adapter.base_model).expanduser()
+    if (local / "config.json").is_file():
+        return local / "config.json"
+    if local.is_absolute() or adapter.base_model.count("/") != 1:
+        return None
+    try:  # a cached download of the base repo; never touches the network
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(adapter.base_model, "config.json")
+    except Exception:  # malformed repo ids raise validation errors
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def load(plan: Plan, *, base: Path | None = None) -> tuple[Checkpoint, list[Finding]]:
+    loader = _Loader(plan)
+    index = loader.read_index(plan.index) if plan.index else None
+    if index is not None:
+        loader.read_shards(index)
+    for path in plan.weights:
+        loader.read_weight_file(path, _display(path, plan.root))
+    config_path = plan.config
+    adapter = None
+    if plan.adapter_config is not None:
+        adapter_cfg = loader.read_config(plan.adapter_config)
+        if adapter_cfg is not None:
+            adapter = _adapter_info(plan.adapter_config, adapter_cfg.data)
+            config_path = _base_config_path(adapter, base)
+            if config_path is None or not config_path.is_file():
+                loader.notes.append(
+                    "base model config not found (pass --base PATH, or download "
+                    f"{adapter.base_model or 'the base model'} into the Hugging Face cache)"
+                )
+                config_path = None
+    elif base is not None:
+        config_path = base / "config.json" if base.is_dir() else base
+    config = loader.read_config(config_path)
+    checkpoint = Checkpoint(
+        source=plan.source,
+        root=plan.root,
+        kind=plan.kind,
+        files=loader.files,
+        tensors=loader.tensors,
+        index=index,
+        config=config,
+        adapter=adapter,
+        notes=loader.notes,
+        unreadable=loader.unreadable,
+    )
+    return checkpoint, loader.findings

@@ -1,0 +1,107 @@
+"""Bounded-memory access to tensor bytes: fixed-size chunks read with ``pread``.
+
+Deliberately not ``mmap``: pages of a mapped file count towards the process's resident set, so
+comparing two 4 GB tensors through a map would report gigabytes of RSS and can push a small CI
+machine into reclaim. ``pread`` into short-lived buffers keeps memory at a few chunks whatever
+the checkpoint size, and the page cache still makes repeated reads cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from tiecheck.model import DTYPE_BITS, Checkpoint, TensorInfo
+
+CHUNK_BYTES = 8 << 20
+SAMPLE_BYTES = 4096
+
+
+class TensorData:
+    """Reads tensor bytes from a checkpoint's local files, counting what it reads."""
+
+    def __init__(self, checkpoint: Checkpoint, on_read: Callable[[int], None] | None = None):
+        self._files = checkpoint.files
+        self._fds: dict[str, int] = {}
+        self.bytes_read = 0
+        self._on_read = on_read
+
+    def __enter__(self) -> TensorData:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def _pread(self, file: str, start: int, length: int) -> bytes:
+        fd = self._fds.get(file)
+        if fd is None:
+            fd = self._fds[file] = os.open(self._files[file].path, os.O_RDONLY)
+        data = os.pread(fd, length, start)
+        if len(data) != length:
+            raise OSError(f"{file}: short read at byte {start} (file changed or truncated?)")
+        self.bytes_read += length
+        if self._on_read is not None:
+            self._on_read(length)
+        return data
+
+    def chunks(self, tensor: TensorInfo, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The tensor's bytes in C order, at most ``chunk`` bytes at a time."""
+        itemsize = max(1, DTYPE_BITS[tensor.dtype] // 8)
+        chunk -= chunk % itemsize  # keep elements whole so numeric decoding can work per chunk
+        if tensor.span is not None:
+            for start in range(tensor.span.start, tensor.span.end, chunk):
+                yield self._pread(tensor.file, start, min(chunk, tensor.span.end - start))
+            return
+        yield from self._strided_chunks(tensor, chunk)
+
+    def _strided_chunks(self, tensor: TensorInfo, chunk: int) -> Iterator[bytes]:
+        """Non-contiguous pickled views (a transposed head): gather rows through numpy."""
+        import numpy as np
+
+        storage = tensor.storage
+        if storage is None or storage.span is None:
+            raise OSError(f"{tensor.name}: bytes are not addressable (compressed record?)")
+        itemsize = DTYPE_BITS[tensor.dtype] // 8
+        fd_path = self._files[tensor.file].path
+        whole = np.memmap(
+            fd_path,
+            dtype=np.uint8,
+            mode="r",
+            offset=storage.span.start,
+            shape=(storage.span.length,),
+        )
+        flat = whole.view(f"V{itemsize}") if itemsize > 1 else whole
+        view = np.lib.stride_tricks.as_strided(
+            flat[storage.offset :],
+            shape=tensor.shape,
+            strides=tuple(s * itemsize for s in storage.stride),
+        )
+        rows = view.reshape(-1, *tensor.shape[-1:]) if tensor.shape else view.reshape(1, 1)
+        per_chunk = max(1, chunk // max(1, rows.shape[1] * itemsize))
+        for i in range(0, rows.shape[0], per_chunk):
+            data = np.ascontiguousarray(rows[i : i + per_chunk]).tobytes()
+            self.bytes_read += len(data)
+            if self._on_read is not None:
+                self._on_read(len(data))
+            yield data
+        del whole
+
+    def sample(self, tensor: TensorInfo) -> bytes:
+        """A cheap fingerprint: the first, middle and last few KiB of the tensor."""
+        if tensor.span is None or tensor.span.length <= 3 * SAMPLE_BYTES:
+            return (
+                b"".join(self.chunks(tensor))
+                if tensor.nbytes <= 3 * SAMPLE_BYTES
+                else (next(self.chunks(tensor, SAMPLE_BYTES), b""))
+            )
+        span = tensor.span
+        middle = span.start + (span.length // 2) - SAMPLE_BYTES // 2
+        return b"".join(
+            self._pread(tensor.file, start, SAMPLE_BYTES)
+            for start in (span.start, middle, span.end - SAMPLE_BYTES)
+        )

@@ -1,0 +1,127 @@
+"""The JSON report: a stable, versioned document (``schema_version``) for machines and CI."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, TextIO
+
+from tiecheck import __version__
+from tiecheck.analysis.ties import GroupResult
+from tiecheck.report import SCHEMA_VERSION, Report
+from tiecheck.rules import Finding
+
+
+def _number(value: float | None) -> float | str | None:
+    # JSON has no Infinity; a string keeps the document strict and the fact visible.
+    if value is None or math.isfinite(value):
+        return value
+    return "inf" if value > 0 else "-inf"
+
+
+def _group(g: GroupResult) -> dict[str, Any]:
+    return {
+        "kind": g.kind.value,
+        "members": list(g.group.names),
+        "declared": g.declared,
+        "state": g.state.value,
+        "stored_members": list(g.stored_members),
+        "bytes": g.nbytes,
+        "max_abs_diff": _number(g.max_abs_diff),
+        "differing_fraction": g.differing_fraction,
+        "layout": g.group.layout,
+        "detail": [
+            {
+                "name": m.name,
+                "role": m.role.value,
+                "relation": m.relation.value,
+                "file": m.file,
+                "bytes": m.nbytes,
+                "max_abs_diff": _number(m.difference.max_abs_diff) if m.difference else None,
+                "differing_fraction": m.difference.fraction if m.difference else None,
+            }
+            for m in g.members
+        ],
+    }
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "code": f.code,
+        "name": f.rule.name,
+        "severity": f.severity.value,
+        "message": f.message,
+        "keys": list(f.keys),
+        "file": f.file,
+        **{k: _number(v) if isinstance(v, float) else v for k, v in f.details.items()},
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    ckpt, declared = report.checkpoint, report.declared
+    config = None
+    if ckpt.config is not None or declared.tied is not None:
+        config = {
+            "path": ckpt.config.name if ckpt.config else None,
+            "model_type": declared.model_type,
+            "family": declared.family.name if declared.family else None,
+            "declared_tie": declared.tied,
+            "declared_from": declared.source,
+            "defaulted": declared.defaulted,
+            "flags": declared.flags,
+            "has_lm_head": declared.has_lm_head,
+        }
+    counts = {
+        s: sum(f.severity.value == s for f in report.findings) for s in ("error", "warning", "info")
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "tiecheck", "version": __version__},
+        "source": {
+            "path": ckpt.source,
+            "format": ckpt.kind.value,
+            "index": ckpt.index.name if ckpt.index else None,
+            "files": [
+                {
+                    "name": f.name,
+                    "format": f.format.value,
+                    "size": f.size,
+                    "tensors": sum(t.file == f.name for t in ckpt.tensors),
+                    "container": f.container,
+                    "prefix": f.prefix or None,
+                }
+                for f in ckpt.files.values()
+            ],
+            "unreadable": sorted(ckpt.unreadable),
+        },
+        "config": config,
+        "tensors": len(ckpt.tensors),
+        "total_bytes": ckpt.total_bytes,
+        "data_compared": report.duplicates is not None,
+        "bytes_read": report.bytes_read,
+        "verdict": report.verdict.value,
+        "tie_groups": [_group(g) for g in report.tie_groups],
+        "shared_storage": [
+            {"file": s.file, "storage": s.storage, "kind": s.kind.value, "keys": list(s.keys)}
+            for s in report.shared_storage
+        ],
+        "duplicates": None
+        if report.duplicates is None
+        else [
+            {"keys": list(d.keys), "dtype": d.dtype, "shape": list(d.shape), "bytes": d.nbytes}
+            for d in report.duplicates
+        ],
+        "findings": [finding_dict(f) for f in report.findings],
+        "summary": counts,
+        "notes": report.notes,
+    }
+
+
+def render_json(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
+    """One source: the report object. Several: ``{"schema_version", "reports": [...]}``."""
+    if len(reports) == 1:
+        document: dict[str, Any] = report_dict(reports[0])
+    else:
+        document = {"schema_version": SCHEMA_VERSION, "reports": [report_dict(r) for r in reports]}
+    json.dump(document, out, indent=2, allow_nan=False)
+    out.write("\n")

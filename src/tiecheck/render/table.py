@@ -1,0 +1,127 @@
+"""The human report: a summary, the tie groups and the findings, as rich tables."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tiecheck.analysis.ties import GroupResult, Relation, Verdict
+from tiecheck.report import Report
+from tiecheck.rules import Severity
+
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+VERDICT_STYLE = {
+    Verdict.TIED: "green",
+    Verdict.UNTIED: "green",
+    Verdict.INCONSISTENT: "bold red",
+    Verdict.NOT_APPLICABLE: "dim",
+}
+RELATION_MARK = {
+    Relation.REFERENCE: "",
+    Relation.SHARED: " (same storage)",
+    Relation.DUPLICATE: " (copy)",
+    Relation.DIVERGED: " (differs)",
+    Relation.NOT_COMPARED: " (separate)",
+    Relation.ABSENT: " (absent)",
+}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover - loop always returns
+
+
+def _declared_text(report: Report) -> str:
+    d = report.declared
+    if d.tied is None:
+        return "not declared (no config)"
+    return f"{'tied' if d.tied else 'untied'} ({d.source})"
+
+
+def _summary(report: Report) -> Table:
+    ckpt = report.checkpoint
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    files = list(ckpt.files)
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    table.add_row("source", ckpt.source)
+    table.add_row("format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else ""))
+    table.add_row("files", f"{len(files)}: {shown}" if files else "none readable")
+    table.add_row("tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})")
+    if ckpt.config is not None:
+        table.add_row("config", f"{ckpt.config.name} (model_type {report.declared.model_type})")
+    table.add_row("declared", _declared_text(report))
+    if report.duplicates is None:
+        table.add_row("data", "not compared (--no-data)")
+    else:
+        table.add_row("data", f"{human_bytes(report.bytes_read)} read to compare values")
+    table.add_row("verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict]))
+    return table
+
+
+def _groups(groups: list[GroupResult]) -> Table:
+    table = Table(title="tie groups", title_justify="left", expand=False)
+    for column in ("state", "declared", "bytes", "max |diff|", "kind"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("members", overflow="fold")
+    for g in groups:
+        members = "\n".join(m.name + RELATION_MARK[m.relation] for m in g.members)
+        declared = "-" if g.declared is None else ("tied" if g.declared else "untied")
+        diff = g.max_abs_diff
+        table.add_row(
+            g.state.value,
+            declared,
+            human_bytes(g.nbytes),
+            "" if diff is None else f"{diff:.4g}",
+            g.kind.value,
+            members,
+        )
+    return table
+
+
+def _findings(report: Report) -> Table:
+    table = Table(title="findings", title_justify="left", expand=False)
+    table.add_column("severity")
+    table.add_column("code")
+    table.add_column("message", overflow="fold")
+    for f in report.findings:
+        table.add_row(Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.code, f.message)
+    return table
+
+
+def render_table(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
+    # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
+    width = None if out.isatty() else 120
+    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
+    for i, report in enumerate(reports):
+        if i:
+            console.rule()
+        console.print(_summary(report))
+        if report.tie_groups:
+            console.print(_groups(report.tie_groups))
+        else:
+            console.print("no tie groups found (no embedding/head pair in the weights)")
+        if report.findings:
+            console.print(_findings(report))
+        else:
+            console.print(Text("no findings", style="green"))
+        if verbose:
+            for note in report.notes:
+                console.print(f"note: {note}", style="dim")
+            for s in report.shared_storage:
+                console.print(
+                    f"shared storage {s.storage} in {s.file} ({s.kind.value}): "
+                    + ", ".join(s.keys),
+                    style="dim",
+                )
+            for d in report.duplicates or []:
+                console.print(
+                    f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})", style="dim"
+                )
