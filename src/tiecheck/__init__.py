@@ -11,6 +11,14 @@ from tiecheck.errors import SourceError, TiecheckError
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Finding, Severity
 
+
+def fix(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Rewrite a checkpoint tied or untied; see ``tiecheck.rewrite.fix.fix``."""
+    from tiecheck.rewrite.fix import fix as _fix
+
+    return _fix(*args, **kwargs)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -23,5 +31,6 @@ __all__ = [
     "TiecheckError",
     "Verdict",
     "__version__",
+    "fix",
     "inspect",
 ]

@@ -15,6 +15,7 @@ import typer
 
 from tiecheck import __version__
 from tiecheck.render import OutputFormat
+from tiecheck.rules import Severity
 
 app = typer.Typer(
     name="tiecheck",
@@ -171,6 +172,116 @@ def inspect_command(
         )
     if errors:
         raise typer.Exit(ExitCode.ERROR)
+    raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
+
+
+class Keep(str, Enum):
+    EMBEDDING = "embedding"
+    HEAD = "head"
+
+
+@app.command("fix")
+def fix_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Checkpoint to rewrite (file, index, or model folder).", show_default=False
+        ),
+    ],
+    to: Annotated[
+        Expect,
+        typer.Option(
+            "--to",
+            help="tied: store each tie group once and set the flag true; untied: store "
+            "the head explicitly and set the flag false.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the fixed checkpoint into this new or empty folder."
+        ),
+    ] = None,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place", help="Replace the source's files, atomically, after verification."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and change nothing.")
+    ] = False,
+    keep: Annotated[
+        Keep | None,
+        typer.Option(
+            help="When tying copies that differ, whose values survive (stored under the "
+            "embedding's name)."
+        ),
+    ] = None,
+    max_shard_size: Annotated[
+        str | None, typer.Option("--max-shard-size", help="Re-shard the output (e.g. 5GB, 500MB).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Allow writing into a non-empty --output folder.")
+    ] = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Plan/result format on stdout.")
+    ] = OutputFormat.TABLE,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Rewrite a checkpoint into deduplicated-tied or explicitly-untied safetensors.
+
+    Tensor bytes are streamed file to file (memory stays flat), every output file is opened
+    by safetensors and compared byte for byte with its source before it takes its final
+    name, and the output is inspected afterwards (exit codes as for inspect).
+
+    Examples:
+
+      tiecheck fix ./model --to tied -o ./model-tied --dry-run
+
+      tiecheck fix ./finetune --to untied --in-place
+
+      tiecheck fix pytorch_model.bin --to tied -o ./converted --max-shard-size 2GB
+    """
+    from tiecheck.cli.progress import BarProgress
+    from tiecheck.errors import TiecheckError
+    from tiecheck.rewrite.fix import fix
+    from tiecheck.rewrite.plan import parse_size
+
+    if not dry_run and (output is None) == (not in_place):
+        _err("error: give exactly one of --output/-o DIR or --in-place (or use --dry-run)")
+        raise typer.Exit(ExitCode.ERROR)
+    try:
+        shard_limit = parse_size(max_shard_size) if max_shard_size else None
+    except ValueError as e:
+        _err(f"error: --max-shard-size: {e}")
+        raise typer.Exit(ExitCode.ERROR) from None
+    progress = BarProgress() if BarProgress.wanted(quiet) else None
+    try:
+        result = fix(
+            source,
+            to=to.value,
+            output=output,
+            in_place=in_place,
+            dry_run=dry_run,
+            keep=keep.value if keep else None,
+            max_shard_size=shard_limit,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    except TiecheckError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(ExitCode.ERROR) from None
+    if output_format is OutputFormat.JSON:
+        from tiecheck.render.fix_report import render_fix_json
+
+        render_fix_json(result, sys.stdout)
+    else:
+        from tiecheck.render.fix_report import render_fix_table
+
+        render_fix_table(result, sys.stdout)
+    failed = result.after is not None and result.after.fails(Severity.ERROR)
     raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
 
 

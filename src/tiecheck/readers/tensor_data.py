@@ -37,16 +37,24 @@ class TensorData:
             os.close(fd)
         self._fds.clear()
 
-    def _pread(self, file: str, start: int, length: int) -> bytes:
+    def fileno(self, file: str) -> int:
+        """An open descriptor of a checkpoint file (kept open until ``close``)."""
         fd = self._fds.get(file)
         if fd is None:
             fd = self._fds[file] = os.open(self._files[file].path, os.O_RDONLY)
-        data = os.pread(fd, length, start)
+        return fd
+
+    def count(self, nbytes: int) -> None:
+        """Account for bytes moved on this reader's behalf (a kernel-side copy)."""
+        self.bytes_read += nbytes
+        if self._on_read is not None:
+            self._on_read(nbytes)
+
+    def _pread(self, file: str, start: int, length: int) -> bytes:
+        data = os.pread(self.fileno(file), length, start)
         if len(data) != length:
             raise OSError(f"{file}: short read at byte {start} (file changed or truncated?)")
-        self.bytes_read += length
-        if self._on_read is not None:
-            self._on_read(length)
+        self.count(length)
         return data
 
     def chunks(self, tensor: TensorInfo, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -81,13 +89,14 @@ class TensorData:
             shape=tensor.shape,
             strides=tuple(s * itemsize for s in storage.stride),
         )
-        rows = view.reshape(-1, *tensor.shape[-1:]) if tensor.shape else view.reshape(1, 1)
-        per_chunk = max(1, chunk // max(1, rows.shape[1] * itemsize))
-        for i in range(0, rows.shape[0], per_chunk):
-            data = np.ascontiguousarray(rows[i : i + per_chunk]).tobytes()
-            self.bytes_read += len(data)
-            if self._on_read is not None:
-                self._on_read(len(data))
+        if view.ndim == 0:
+            view = view.reshape(1)
+        # Blocks along the first axis: reshaping a strided view would copy the whole tensor.
+        row_bytes = max(1, (view[0].size if view.shape[0] else 1) * itemsize)
+        per_block = max(1, chunk // row_bytes)
+        for i in range(0, view.shape[0], per_block):
+            data = np.ascontiguousarray(view[i : i + per_block]).tobytes()
+            self.count(len(data))
             yield data
         del whole
 

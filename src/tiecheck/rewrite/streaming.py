@@ -1,0 +1,113 @@
+"""Write safetensors files by moving bytes from the source files, never holding a tensor.
+
+Hand-written on purpose: safetensors' own writers take tensors (or, in 0.8, raw pointers into
+memory), so they need the data mapped or loaded, and a mapped checkpoint counts towards RSS.
+Here the header is built from the plan and tensor bytes move file-to-file in the kernel with
+``os.copy_file_range`` (which can reflink on btrfs/XFS); only non-contiguous pickled views pass
+through user space, in bounded chunks.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+
+from tiecheck.model import TensorInfo
+from tiecheck.readers.tensor_data import CHUNK_BYTES, TensorData
+from tiecheck.rewrite.plan import OutFile
+
+COPY_STEP = 1 << 30
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+
+
+def header_bytes(out: OutFile) -> bytes:
+    """The 8-byte length and JSON header, padded with spaces to a multiple of 8 like writers do."""
+    header: dict[str, object] = {"__metadata__": out.metadata} if out.metadata else {}
+    offset = 0
+    for t in out.tensors:
+        nbytes = t.source.nbytes
+        header[t.name] = {
+            "dtype": t.source.dtype,
+            "shape": list(t.source.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+class Copier:
+    """Copies byte ranges from a checkpoint's files into an output descriptor."""
+
+    def __init__(self, data: TensorData) -> None:
+        self.data = data
+        self._kernel = hasattr(os, "copy_file_range")
+
+    def _copy_range(self, src: int, dst: int, src_off: int, dst_off: int, length: int) -> None:
+        while length > 0:
+            step = min(length, COPY_STEP)
+            n = 0
+            if self._kernel:
+                try:
+                    n = os.copy_file_range(src, dst, step, src_off, dst_off)
+                except OSError as e:
+                    if e.errno not in _NO_KERNEL_COPY:
+                        raise
+                    self._kernel = False
+            if not self._kernel:
+                chunk = os.pread(src, min(step, CHUNK_BYTES), src_off)
+                n = os.pwrite(dst, chunk, dst_off) if chunk else 0
+            if n == 0:
+                raise OSError(errno.EIO, "source ended early (file changed or truncated?)")
+            self.data.count(n)
+            src_off, dst_off, length = src_off + n, dst_off + n, length - n
+
+    def tensor(self, t: TensorInfo, dst: int, dst_off: int) -> None:
+        if t.span is not None:
+            self._copy_range(self.data.fileno(t.file), dst, t.span.start, dst_off, t.span.length)
+            return
+        for chunk in self.data.chunks(t):
+            written = os.pwrite(dst, chunk, dst_off)
+            if written != len(chunk):
+                raise OSError(errno.EIO, "short write")
+            dst_off += written
+
+    def whole_file(self, file: str, dst: int) -> None:
+        size = os.fstat(self.data.fileno(file)).st_size
+        self._copy_range(self.data.fileno(file), dst, 0, 0, size)
+
+
+def write_file(path: os.PathLike[str] | str, out: OutFile, copier: Copier) -> int:
+    """Write ``out`` to ``path`` (created exclusively), fsync it; returns its size."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        if out.whole_copy_of is not None:
+            size = os.fstat(copier.data.fileno(out.whole_copy_of)).st_size
+            _reserve(fd, size)
+            copier.whole_file(out.whole_copy_of, fd)
+        else:
+            header = header_bytes(out)
+            size = len(header) + out.nbytes
+            _reserve(fd, size)
+            os.pwrite(fd, header, 0)
+            offset = len(header)
+            for t in out.tensors:
+                copier.tensor(t.source, fd, offset)
+                offset += t.source.nbytes
+        os.fsync(fd)
+        return size
+    finally:
+        os.close(fd)
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Claim the space up front, so a full disk fails here and not half-way through."""
+    if size and hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
