@@ -6,6 +6,7 @@ other caller only render what it returns.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,7 @@ from tiecheck.analysis.integrity import alias_findings, alias_records, index_fin
 from tiecheck.analysis.peft import adapter_findings
 from tiecheck.analysis.sharing import shared_storages, sharing_findings
 from tiecheck.analysis.ties import GroupResult, Verdict, judge_groups, verdict
+from tiecheck.errors import SourceError
 from tiecheck.model import Checkpoint, SourceKind, TensorInfo
 from tiecheck.readers.discover import plan_source
 from tiecheck.readers.load import load
@@ -65,6 +67,33 @@ def _compare(
     return identical_sets(checkpoint.tensors, data), data
 
 
+def _open(
+    source: str, base: Path | None, revision: str | None, token: str | None, download: bool
+) -> tuple[Checkpoint, list[Finding]]:
+    """Local paths win over repo ids of the same spelling; anything else may be a Hub repo."""
+    path = Path(source).expanduser()
+    if not (path.exists() or path.is_symlink()):
+        from tiecheck.readers.hub import load_hub, parse_hub_source
+
+        ref = parse_hub_source(source)
+        if ref is not None:
+            if revision and ref.revision and revision != ref.revision:
+                raise SourceError(
+                    f"{source}: revision given twice ({ref.revision!r}, {revision!r})"
+                )
+            ref = replace(ref, revision=ref.revision or revision)
+            return load_hub(ref, token=token, download=download)
+    return load(plan_source(source), base=base)
+
+
+def _unavailable(checkpoint: Checkpoint) -> set[str]:
+    """Names an index places in shards that could not be read (already TC001/TC003)."""
+    index = checkpoint.index
+    if index is None or not checkpoint.unreadable:
+        return set()
+    return {k for k, shard in index.weight_map.items() if shard in checkpoint.unreadable}
+
+
 def inspect(
     source: str | Path,
     *,
@@ -72,16 +101,22 @@ def inspect(
     expect: Verdict | str | None = None,
     base: Path | None = None,
     progress: Progress | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    download: bool = False,
 ) -> Report:
     """Inspect a checkpoint (file, index, model folder or PEFT adapter) for tie problems.
 
     ``no_data`` works from headers alone (no tensor byte is read); ``expect`` adds TC112 when
     the verdict differs; ``base`` names a PEFT adapter's base model folder or config.
+    A source that is not a local path but reads as a Hub repo (``org/name[@rev]``,
+    ``hf://org/name[@rev][/sub]``, a huggingface.co URL) is read through huggingface_hub:
+    headers by range requests, or the local cache when it holds the revision; ``revision``,
+    ``token`` and ``download`` (fetch pickle-only repos into the cache) apply there.
     Raises ``SourceError`` only when the source cannot be opened at all; everything wrong
     inside it is a finding.
     """
-    plan = plan_source(str(source))
-    checkpoint, findings = load(plan, base=base)
+    checkpoint, findings = _open(str(source), base, revision, token, download)
     tensors: dict[str, TensorInfo] = {}
     for t in checkpoint.tensors:
         tensors.setdefault(t.name, t)
@@ -111,7 +146,13 @@ def inspect(
     is_adapter = checkpoint.kind is SourceKind.PEFT_ADAPTER
     try:
         results, group_findings = judge_groups(
-            groups, tensors, declared, identical, data, judge_storage=not is_adapter
+            groups,
+            tensors,
+            declared,
+            identical,
+            data,
+            judge_storage=not is_adapter,
+            unavailable=_unavailable(checkpoint),
         )
     finally:
         if data is not None:
@@ -148,4 +189,5 @@ def inspect(
         findings=findings,
         bytes_read=data.bytes_read if data else 0,
         notes=checkpoint.notes,
+        bytes_transferred=getattr(checkpoint.fetch, "transferred", None),
     )

@@ -7,6 +7,7 @@ format (GGUF, a remote Hub repo) only has to produce these records.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -185,6 +186,11 @@ class Checkpoint:
     """plain facts for the reader of the report (which files a loader would use, and why)."""
     unreadable: set[str] = field(default_factory=set)
     """weight files that could not be read; analyses must not judge keys they would hold."""
+    fetch: Callable[[str, int, int], bytes] | None = None
+    """for remote checkpoints: ``fetch(file, start, length)`` reads a byte range (HTTP range
+    request); None means the files are local and read with ``pread``."""
+    origin: str | None = None
+    """where the files came from when not a local path: 'hub' or 'hub-cache'."""
 
     @property
     def total_bytes(self) -> int:

@@ -35,6 +35,8 @@ class Report:
     bytes_read: int = 0
     """tensor bytes read to compare values (headers excluded)."""
     notes: list[str] = field(default_factory=list)
+    bytes_transferred: int | None = None
+    """remote sources: every byte fetched from the Hub (headers and tensor ranges)."""
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)

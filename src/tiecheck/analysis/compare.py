@@ -31,14 +31,19 @@ def _partition(items: list[TensorInfo], key) -> list[list[TensorInfo]]:  # type:
     return [b for b in buckets.values() if len(b) > 1]
 
 
+BLOCK = 1 << 20
+
+
 def _equal(a: TensorInfo, b: TensorInfo, data: TensorData) -> bool:
-    return all(x == y for x, y in zip(data.chunks(a), data.chunks(b)))
+    blocks_a = data.blocks(a, bytearray(BLOCK))
+    blocks_b = data.blocks(b, bytearray(BLOCK))
+    return all(x == y for x, y in zip(blocks_a, blocks_b))
 
 
 def _digest(t: TensorInfo, data: TensorData) -> bytes:
     h = hashlib.blake2b(digest_size=16)
-    for chunk in data.chunks(t):
-        h.update(chunk)
+    for block in data.blocks(t, bytearray(BLOCK)):
+        h.update(block)
     return h.digest()
 
 

@@ -46,6 +46,7 @@ LM_HEAD_CLASS_MARKERS = (
     "ForSpeechSeq2Seq",
     "ForMultimodalLM",
     "ForTextToSpeech",
+    "MTModel",  # MarianMTModel
 )
 
 

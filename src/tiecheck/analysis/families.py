@@ -42,6 +42,11 @@ BLOOM = (
     Layout("transformer.word_embeddings.weight", "lm_head.weight"),
     Layout("word_embeddings.weight", "lm_head.weight"),
 )
+T5_LAYOUT = Layout(
+    "shared.weight",
+    "lm_head.weight",
+    aliases=("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
+)
 SEQ2SEQ_SHARED = Layout(
     "model.shared.weight",
     "lm_head.weight",
@@ -136,17 +141,14 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "t5",
-        ("t5", "mt5", "longt5", "umt5", "switch_transformers"),
+        ("t5", "longt5", "umt5", "switch_transformers"),
         True,
-        (
-            Layout(
-                "shared.weight",
-                "lm_head.weight",
-                aliases=("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
-            ),
-        ),
+        (T5_LAYOUT,),
         flag_scales_output=True,
     ),
+    # MT5Config defaults to tie_word_embeddings=False in transformers 4.x (TYING.md section 2);
+    # 5.x forces the flag true and keeps a stored head that differs.
+    Family("mt5", ("mt5",), False, (T5_LAYOUT,), flag_scales_output=True),
     Family(
         "bart-like",
         (
@@ -160,10 +162,22 @@ FAMILIES: tuple[Family, ...] = (
             "m2m_100",
             "nllb-moe",
             "bigbird_pegasus",
-            "led",
         ),
         True,
         (SEQ2SEQ_SHARED,),
+    ),
+    # LED keeps its encoder-decoder under ``led.`` but its head at the top level.
+    Family(
+        "led",
+        ("led",),
+        True,
+        (
+            Layout(
+                "led.shared.weight",
+                "lm_head.weight",
+                aliases=("led.encoder.embed_tokens.weight", "led.decoder.embed_tokens.weight"),
+            ),
+        ),
     ),
     Family(
         "bert",
@@ -209,8 +223,18 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "mamba",
-        ("mamba", "mamba2", "falcon_mamba"),
+        ("mamba", "falcon_mamba"),
         True,
+        (
+            Layout("backbone.embeddings.weight", "lm_head.weight"),
+            Layout("backbone.embedding.weight", "lm_head.weight"),
+        ),
+    ),
+    # Mamba2Config defaults to tie_word_embeddings=False (transformers 4.x and 5.x alike).
+    Family(
+        "mamba2",
+        ("mamba2",),
+        False,
         (
             Layout("backbone.embeddings.weight", "lm_head.weight"),
             Layout("backbone.embedding.weight", "lm_head.weight"),

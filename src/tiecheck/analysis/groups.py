@@ -140,16 +140,23 @@ def _match_embeddings(families: tuple[Family, ...], names: set[str]) -> list[Tie
 
 def _match_heads(family: Family, names: set[str]) -> list[TieGroup]:
     """Heads stored without any embedding (TC104): only meaningful once the family is known."""
-    groups = []
+    found: list[list[TieGroup]] = []
     for layout in family.layouts:
+        groups: list[TieGroup] = []
         regex = _regex(layout.head)
         for name in sorted(names):
             match = regex.match(name)
             if match:
                 groups += _groups_for_layout(layout, family, match["prefix"], names)
         if groups:
+            found.append(groups)
+    # Several layouts can share a head name (``lm_head.weight`` for Qwen2 and Qwen2-VL); name the
+    # missing embedding after the layout whose module the stored weights actually use.
+    for groups in found:
+        module = groups[0].members[0].name.rsplit(".", 2)[0] + "."
+        if any(n.startswith(module) for n in names - set(groups[0].names)):
             return groups
-    return groups
+    return found[0] if found else []
 
 
 _EMBEDDING_LIKE = re.compile(

@@ -7,6 +7,7 @@ blaming each of its tensors again would bury the one finding that matters.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 
 from tiecheck.model import Checkpoint, FileFormat
@@ -34,6 +35,7 @@ def index_findings(checkpoint: Checkpoint) -> list[Finding]:
     stored = _stored_by_file(checkpoint)
     folder = index.path.parent if index else checkpoint.root
 
+    @functools.cache
     def shard_name(shard: str) -> str:
         path = folder / shard
         try:

@@ -7,6 +7,7 @@ findings say what each loader will do with that state given the declaration (TYI
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
@@ -235,7 +236,9 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
     return findings
 
 
-def _group_findings(result: GroupResult, has_lm_head: bool) -> list[Finding]:
+def _group_findings(
+    result: GroupResult, has_lm_head: bool, unavailable: Collection[str] = ()
+) -> list[Finding]:
     stored = [m for m in result.members if m.stored]
     if not stored:
         return []
@@ -244,7 +247,11 @@ def _group_findings(result: GroupResult, has_lm_head: bool) -> list[Finding]:
         return findings
     embedding_side = [m for m in result.members if m.role is not Role.HEAD]
     head = result.members[-1]
-    if head.stored and not any(m.stored for m in embedding_side):
+    if (
+        head.stored
+        and not any(m.stored for m in embedding_side)
+        and not any(m.name in unavailable for m in embedding_side)
+    ):
         findings.append(
             finding(
                 "TC104",
@@ -254,7 +261,12 @@ def _group_findings(result: GroupResult, has_lm_head: bool) -> list[Finding]:
                 file=head.file,
             )
         )
-    if result.declared is False and not head.stored and has_lm_head:
+    if (
+        result.declared is False
+        and not head.stored
+        and has_lm_head
+        and head.name not in unavailable
+    ):
         findings.append(
             finding(
                 "TC101",
@@ -275,8 +287,14 @@ def judge_groups(
     data: TensorData | None,
     *,
     judge_storage: bool = True,
+    unavailable: Collection[str] = (),
 ) -> tuple[list[GroupResult], list[Finding]]:
-    """Evaluate every group; ``judge_storage=False`` (adapters) reports states without findings."""
+    """Evaluate every group; ``judge_storage=False`` (adapters) reports states without findings.
+
+    ``unavailable`` names tensors an index places in a shard that could not be read (TC001,
+    TC003): their absence is already reported, so it is not also judged as a missing head
+    (TC101) or embedding (TC104).
+    """
     judge = _Judge(tensors, identical, data)
     results, findings = [], []
     for group in groups:
@@ -284,7 +302,7 @@ def judge_groups(
         result = judge.group(group, tie)
         results.append(result)
         if judge_storage:
-            findings += _group_findings(result, declared.has_lm_head)
+            findings += _group_findings(result, declared.has_lm_head, unavailable)
     return results, findings
 
 

@@ -66,18 +66,37 @@ def _root(
     """Inspect and repair weight tying in model checkpoints."""
 
 
+def _codes_option(values: list[str] | None, flag: str) -> frozenset[str] | None:
+    from tiecheck.policy import parse_codes
+
+    if not values:
+        return None
+    try:
+        return parse_codes(values)
+    except ValueError as e:
+        _err(f"error: {flag}: {e} (see 'tiecheck rules')")
+        raise typer.Exit(ExitCode.ERROR) from None
+
+
 @app.command("inspect")
 def inspect_command(
     sources: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Checkpoints to inspect: a .safetensors file, a .bin/.pt/.pth/.ckpt pickle, an "
-            "*.index.json, a model folder or a PEFT adapter folder.",
+            "*.index.json, a model folder or a PEFT adapter folder. Glob patterns ('**' "
+            "crosses folders) are expanded.",
             show_default=False,
         ),
-    ],
+    ] = None,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Report format on stdout.")
+        OutputFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Report format: table, json, sarif (GitHub code scanning), github (workflow "
+            "annotations), junit (GitLab/Jenkins test reports), markdown (PR comments).",
+        ),
     ] = OutputFormat.TABLE,
     as_json: Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")] = False,
     no_data: Annotated[
@@ -89,11 +108,76 @@ def inspect_command(
         ),
     ] = False,
     expect: Annotated[
-        Expect | None, typer.Option(help="Fail (TC112) unless the verdict is this tie state.")
+        Expect | None,
+        typer.Option(
+            help="Fail (TC112) unless the verdict is this tie state. [config: expect]",
+            show_default=False,
+        ),
     ] = None,
     fail_on: Annotated[
-        FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")
-    ] = FailOn.ERROR,
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Lowest severity that makes the exit code 1. [config: fail-on; default: error]",
+            show_default=False,
+        ),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            help="Report only these rules (codes or names; repeatable, comma-separated). "
+            "Replaces the configured selection.",
+            show_default=False,
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore",
+            help="Do not report these rules (codes or names; repeatable, comma-separated). "
+            "Added to the configured ignores.",
+            show_default=False,
+        ),
+    ] = None,
+    exit_zero: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero",
+            help="Exit 0 even when findings reach --fail-on (errors reading sources or the "
+            "configuration still exit 2).",
+        ),
+    ] = False,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            help="Also inspect the sources listed in this file ('-' for stdin): one path or "
+            "repo id a line; blank lines and '#' comments are skipped.",
+            show_default=False,
+        ),
+    ] = None,
+    group_shards: Annotated[
+        bool,
+        typer.Option(
+            "--group-shards",
+            help="Inspect a file that belongs to a model folder (a shard, its index, the "
+            "config) as that folder, once: what the pre-commit hook passes is changed files.",
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Configuration file (tiecheck.toml or pyproject.toml) instead of the nearest "
+            "one found from the current folder upward.",
+            show_default=False,
+        ),
+    ] = None,
+    no_config: Annotated[
+        bool,
+        typer.Option("--no-config", help="Ignore configuration files: flags and defaults only."),
+    ] = False,
     base: Annotated[
         Path | None,
         typer.Option(
@@ -106,7 +190,7 @@ def inspect_command(
         typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
     ] = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line on stderr.")
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.")
     ] = False,
     verbose: Annotated[
         bool,
@@ -117,8 +201,11 @@ def inspect_command(
 ) -> None:
     """Report storage sharing, duplicate and missing tensors and the tie state of checkpoints.
 
-    Exit code 0 when nothing reaches --fail-on, 1 when something does, 2 when a source
-    cannot be opened or the command line is wrong.
+    Exit code 0 when nothing reaches --fail-on, 1 when something does (0 with --exit-zero),
+    2 when a source cannot be opened or the command line or configuration is wrong.
+
+    Settings come from [tool.tiecheck] in pyproject.toml or from tiecheck.toml (the nearest
+    one from the current folder upward); flags override them.
 
     Examples:
 
@@ -126,53 +213,100 @@ def inspect_command(
 
       tiecheck inspect model.safetensors --expect tied --fail-on warning
 
-      tiecheck inspect ./shards/model.safetensors.index.json --json --no-data
+      tiecheck inspect 'models/**/config.json' --format sarif -o tiecheck.sarif
+
+      tiecheck inspect --from-file checkpoints.txt --ignore TC106,TC111 --format junit
     """
     from tiecheck.api import inspect
     from tiecheck.cli.progress import BarProgress
+    from tiecheck.cli.sources import (
+        expand_globs,
+        group_by_checkpoint,
+        read_source_list,
+    )
     from tiecheck.errors import TiecheckError
-    from tiecheck.render import render
-    from tiecheck.rules import Severity
+    from tiecheck.policy import Config, Layer, Outcome, Run, discover_config, load_config
+    from tiecheck.render import RUN_FORMATS, render
 
     fmt = OutputFormat.JSON if as_json else output_format
-    threshold = None if fail_on is FailOn.NEVER else Severity(fail_on.value)
-    reports, errors = [], 0
-    for source in sources:
+    try:
+        wanted = list(sources or [])
+        if from_file is not None:
+            wanted += read_source_list(from_file)
+        if not wanted:
+            _err("error: give at least one source (a path, a glob or a repo id) or --from-file")
+            raise typer.Exit(ExitCode.ERROR)
+        targets = expand_globs(wanted)
+        if group_shards:
+            targets = group_by_checkpoint(targets)
+            if not targets:
+                # only config files of folders without weights: nothing a loader would read
+                if not quiet:
+                    _err("no checkpoint among the given files")
+                raise typer.Exit(ExitCode.OK)
+        if no_config:
+            settings = Config()
+        elif config is not None:
+            settings = load_config(config)
+        else:
+            settings = discover_config()
+    except TiecheckError as e:
+        _err(f"error: {e}")
+        raise typer.Exit(ExitCode.ERROR) from None
+    cli = Layer(
+        expect=expect.value if expect else None,
+        fail_on=fail_on.value if fail_on else None,
+        select=_codes_option(select, "--select"),
+        ignore=_codes_option(ignore, "--ignore") or frozenset(),
+    )
+
+    outcomes = []
+    for source in targets:
+        policy = settings.policy_for(source, cli)
         progress = BarProgress() if BarProgress.wanted(quiet) else None
         try:
-            reports.append(
-                inspect(
-                    source,
-                    no_data=no_data,
-                    expect=expect.value if expect else None,
-                    base=base,
-                    progress=progress,
-                )
+            report = inspect(
+                source,
+                no_data=no_data,
+                expect=policy.expect,
+                base=base,
+                progress=progress,
             )
         except TiecheckError as e:
             _err(f"error: {e}")
-            errors += 1
-    if reports:
+            outcomes.append(Outcome(source, policy, error=str(e)))
+            continue
+        outcomes.append(Outcome(source, policy, policy.apply(report)))
+    run = Run(outcomes)
+
+    if run.reports or fmt in RUN_FORMATS:
         if output is not None:
             try:
                 with output.open("w", encoding="utf-8") as out:
-                    render(reports, fmt, out, verbose=verbose)
+                    render(run.reports, fmt, out, verbose=verbose, run=run)
             except OSError as e:
                 _err(f"error: cannot write {output}: {e.strerror or e}")
                 raise typer.Exit(ExitCode.ERROR) from None
         else:
-            render(reports, fmt, sys.stdout, verbose=verbose)
-    failed = sum(r.fails(threshold) for r in reports)
-    if not quiet and (len(sources) > 1 or fmt is not OutputFormat.TABLE or output is not None):
-        counts = {s: sum(f.severity is s for r in reports for f in r.findings) for s in Severity}
-        _err(
-            f"{len(sources)} source(s): {failed} failing, {errors} unreadable; "
-            f"{counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s), "
-            f"{counts[Severity.INFO]} info"
-        )
-    if errors:
+            render(run.reports, fmt, sys.stdout, verbose=verbose, run=run)
+    if not quiet and (len(targets) > 1 or fmt is not OutputFormat.TABLE or output is not None):
+        if len(targets) > 1:
+            for outcome in run.outcomes:
+                if outcome.report is None:
+                    _err(f"  unreadable  {outcome.source}")
+                elif outcome.failed:
+                    counts = {
+                        s: sum(f.severity is s for f in outcome.report.findings) for s in Severity
+                    }
+                    _err(
+                        f"  failed      {outcome.source} ({outcome.report.verdict.value}; "
+                        f"{counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} "
+                        f"warning(s))"
+                    )
+        _err(run.summary())
+    if run.errors:
         raise typer.Exit(ExitCode.ERROR)
-    raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
+    raise typer.Exit(ExitCode.FINDINGS if run.failing and not exit_zero else ExitCode.OK)
 
 
 class Keep(str, Enum):
@@ -287,22 +421,52 @@ def fix_command(
 
 @app.command("rules")
 def rules_command(
-    code: Annotated[
-        str | None, typer.Argument(help="A rule code (TC101) to explain; all rules when omitted.")
+    codes: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Rule codes (TC101) or names (untied-head-missing) to explain; all rules, "
+            "one a line, when omitted.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """List every rule code with its severity and meaning."""
-    from tiecheck.rules import RULES
+    """List every rule, or explain some: what each means, why it matters, how to fix it.
 
-    if code is not None:
-        rule = RULES.get(code.upper())
-        if rule is None:
-            _err(f"error: unknown rule {code!r} (see 'tiecheck rules')")
-            raise typer.Exit(ExitCode.ERROR)
-        print(f"{rule.code} {rule.name} ({rule.severity.value})\n  {rule.summary}")
+    Examples:
+
+      tiecheck rules
+
+      tiecheck rules TC101 tied-but-diverged
+    """
+    from tiecheck.rules import RULES, find_rule
+
+    if codes:
+        rules = []
+        for code in codes:
+            rule = find_rule(code)
+            if rule is None:
+                _err(f"error: unknown rule {code!r} (see 'tiecheck rules')")
+                raise typer.Exit(ExitCode.ERROR)
+            rules.append(rule)
+        print("\n\n".join(rule.doc_text() for rule in rules))
         return
     for rule in RULES.values():
         print(f"{rule.code}  {rule.severity.value:<8} {rule.name:<28} {rule.summary}")
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of 'tiecheck inspect --format json' reports.
+
+    Example:
+
+      tiecheck schema > tiecheck-report.schema.json
+    """
+    from importlib.resources import files
+
+    print(
+        files("tiecheck").joinpath("schema/report.schema.json").read_text(encoding="utf-8"), end=""
+    )
 
 
 def main() -> None:

@@ -100,54 +100,67 @@ def plan_folder(folder: Path, source: str) -> Plan:
                 )
         raise SourceError(f"{source}: adapter folder has no {' or '.join(ADAPTER_FILES)}")
     config = _config_beside(folder)
-    present = [(name, kind) for name, kind in MODEL_FILES if (folder / name).is_file()]
+    names = {p.name for p in folder.iterdir() if p.is_file()}
+    choice = choose_weights(names)
+    if choice is None:
+        raise SourceError(
+            f"{source}: no weights found in this folder (looked for model.safetensors, "
+            "*.safetensors.index.json, pytorch_model.bin, *.bin.index.json, *.safetensors, "
+            "*.bin/.pt/.pth/.ckpt)"
+        )
+    kind, weights, index, notes = choice
+    return Plan(
+        source,
+        folder,
+        kind,
+        weights=[folder / w for w in weights],
+        index=folder / index if index else None,
+        config=config,
+        notes=notes,
+    )
+
+
+WeightChoice = tuple[SourceKind, list[str], "str | None", list[str]]
+
+
+def choose_weights(names: set[str]) -> WeightChoice | None:
+    """Pick a folder's weights from its file names, as a loader would: (kind, files, index,
+    notes). Shared by local folders and Hub repos, which are only known by their listing."""
+    present = [(name, kind) for name, kind in MODEL_FILES if name in names]
     if present:
         name, kind = present[0]
-        plan = Plan(source, folder, kind, config=config)
-        if name.endswith(".index.json"):
-            plan.index = folder / name
-        else:
-            plan.weights = [folder / name]
+        notes = []
         ignored = [n for n, _ in present[1:]]
         if ignored:
-            plan.notes.append(
+            notes.append(
                 f"reading {name}, the file transformers loads; also present and not read: "
                 + ", ".join(ignored)
             )
-        return plan
-    return _plan_unconventional(folder, source, config)
-
-
-def _plan_unconventional(folder: Path, source: str, config: Path | None) -> Plan:
-    """Folders without transformers' file names: other indexes, loose shards, training files."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    indexes = [p for p in files if p.name.endswith(".index.json")]
+        if name.endswith(".index.json"):
+            return kind, [], name, notes
+        return kind, [name], None, notes
+    files = sorted(names)
+    indexes = [n for n in files if n.endswith(".index.json")]
     if indexes:
-        plan = Plan(source, folder, _kind_of_index(indexes[0]), index=indexes[0], config=config)
+        notes = []
         if len(indexes) > 1:
-            plan.notes.append(
-                f"several index files; reading {indexes[0].name}, not "
-                + ", ".join(p.name for p in indexes[1:])
+            notes.append(
+                f"several index files; reading {indexes[0]}, not " + ", ".join(indexes[1:])
             )
-        return plan
+        return _kind_of_index(Path(indexes[0])), [], indexes[0], notes
     for suffixes, single, many in (
         ((".safetensors",), SourceKind.SAFETENSORS_FILE, SourceKind.SAFETENSORS_SET),
         (PICKLE_SUFFIXES, SourceKind.PICKLE_FILE, SourceKind.PICKLE_FILE),
     ):
-        found = [p for p in files if p.name.endswith(suffixes)]
+        found = [n for n in files if n.endswith(suffixes)]
         if found:
-            plan = Plan(source, folder, single if len(found) == 1 else many, weights=found)
-            plan.config = config
+            notes = []
             if len(found) > 1:
-                plan.notes.append(
+                notes.append(
                     f"no index file: reading all {len(found)} {suffixes[0]} files as one checkpoint"
                 )
-            return plan
-    raise SourceError(
-        f"{source}: no weights found in this folder (looked for model.safetensors, "
-        "*.safetensors.index.json, pytorch_model.bin, *.bin.index.json, *.safetensors, "
-        "*.bin/.pt/.pth/.ckpt)"
-    )
+            return (single if len(found) == 1 else many), found, None, notes
+    return None
 
 
 def plan_source(source: str) -> Plan:

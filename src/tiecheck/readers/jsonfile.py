@@ -8,6 +8,7 @@ report, so duplicates are collected instead of dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,30 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(raw: bytes | str) -> tuple[Any, list[str]]:
     """Parse JSON text, returning the value and every key that appeared twice in one object."""
-    duplicates: list[str] = []
+    value, duplicates = parse_json_objects(raw)
+    return value, [key for keys in duplicates.values() for key in keys]
+
+
+def parse_json_objects(
+    raw: bytes | str, *, parse_int: Callable[[str], Any] | None = None
+) -> tuple[Any, dict[int, list[str]]]:
+    """Parse JSON text; duplicates are reported per object, keyed by ``id()`` of the parsed dict.
+
+    Callers that hold objects to different rules (safetensors: a repeated tensor name is
+    accepted by the loader, a repeated field inside one tensor's entry is not) look up the
+    objects they care about. The ids stay valid while ``value`` is alive.
+    """
+    duplicates: dict[int, list[str]] = {}
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj: dict[str, Any] = {}
+        repeated = []
         for key, value in pairs:
             if key in obj:
-                duplicates.append(key)
+                repeated.append(key)
             obj[key] = value
+        if repeated:
+            duplicates[id(obj)] = repeated
         return obj
 
     try:
@@ -38,7 +55,12 @@ def parse_json(raw: bytes | str) -> tuple[Any, list[str]]:
     except UnicodeDecodeError as e:
         raise FormatError(f"not valid UTF-8 at byte {e.start}") from e
     try:
-        value = json.loads(text, object_pairs_hook=pairs_hook, parse_constant=_reject_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=pairs_hook,
+            parse_constant=_reject_constant,
+            parse_int=parse_int,
+        )
     except RecursionError as e:
         raise FormatError("JSON is nested too deeply to parse") from e
     except ValueError as e:

@@ -7,6 +7,7 @@ is still read, so a report always says everything that is wrong, not just the fi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from tiecheck.errors import FormatError, UnsafePickleError
 from tiecheck.model import (
@@ -23,7 +24,7 @@ from tiecheck.readers.discover import Plan
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
 from tiecheck.readers.jsonfile import read_json_file
 from tiecheck.readers.pickle_format import read_pickle
-from tiecheck.readers.safetensors_format import check_with_library, read_header
+from tiecheck.readers.safetensors_format import SafetensorsHeader, read_header
 from tiecheck.rules import Finding, finding
 
 
@@ -34,9 +35,28 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
+class RemoteFiles(Protocol):
+    """Weight files that live elsewhere (a Hub repo): sizes from a listing, headers and byte
+    ranges by request. ``load`` reads the plan's weights through it instead of from disk;
+    small files (index, configs) are always local paths."""
+
+    def size(self, name: str) -> int | None:
+        """The file's size, or None when the source has no such file."""
+        ...
+
+    def header(self, name: str, size: int) -> SafetensorsHeader:
+        """The validated safetensors header (raises FormatError when invalid)."""
+        ...
+
+    def __call__(self, name: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (becomes ``Checkpoint.fetch``)."""
+        ...
+
+
 class _Loader:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, remote: RemoteFiles | None = None) -> None:
         self.plan = plan
+        self.remote = remote
         self.findings: list[Finding] = []
         self.files: dict[str, WeightFile] = {}
         self.tensors: list[TensorInfo] = []
@@ -53,6 +73,9 @@ class _Loader:
             self.plan.kind in (SourceKind.PICKLE_FILE, SourceKind.PICKLE_SHARDED)
             and not path.name.endswith(".safetensors")
         )
+        if self.remote is not None:
+            self._read_remote(path, name, is_pickle)
+            return
         try:
             size = path.stat().st_size
             if is_pickle:
@@ -64,9 +87,29 @@ class _Loader:
         except OSError as e:
             self.invalid(name, FormatError(f"cannot read: {e.strerror or e}"))
 
+    def _read_remote(self, path: Path, name: str, is_pickle: bool) -> None:
+        assert self.remote is not None
+        size = self.remote.size(name)
+        try:
+            if size is None:
+                raise FormatError("not found in the repository")
+            if is_pickle:  # callers download pickles first; never unpickle a remote stream
+                raise FormatError("a pickle: it must be downloaded to be inspected")
+            self.add_safetensors(name, path, size, self.remote.header(name, size))
+        except FormatError as e:
+            self.invalid(name, e)
+
+    def _exists(self, path: Path, name: str) -> bool:
+        return self.remote.size(name) is not None if self.remote is not None else path.exists()
+
     def _read_safetensors(self, path: Path, name: str, size: int) -> None:
-        header = read_header(path)
-        check_with_library(path)
+        # Our validator enforces every rule of the Rust loader with precise messages and
+        # gives offsets; safetensors' own loader (which imports numpy, ~0.1 s) is asked by
+        # ``fix`` before it commits a file, where being the library's verdict matters most.
+        self.add_safetensors(name, path, size, read_header(path))
+
+    def add_safetensors(self, name: str, path: Path, size: int, header: SafetensorsHeader) -> None:
+        """Record a validated header (read locally or by a remote range request)."""
         for key in dict.fromkeys(header.duplicate_keys):
             self.findings.append(
                 finding(
@@ -124,18 +167,21 @@ class _Loader:
                 continue
             path = folder / shard
             name = _display(path, self.plan.root)
-            if not path.exists():
-                self.unreadable.add(name)
-                listed = sum(1 for v in index.weight_map.values() if v == shard)
-                self.findings.append(
-                    finding(
-                        "TC003",
-                        f"{index.name} maps {listed} tensors to {shard!r}, which does not exist",
-                        file=shard,
-                    )
-                )
+            if not self._exists(path, name):
+                self.missing_shard(index, shard, name)
                 continue
             self.read_weight_file(path, name)
+
+    def missing_shard(self, index: IndexInfo, shard: str, name: str | None = None) -> None:
+        self.unreadable.add(name or shard)
+        listed = sum(1 for v in index.weight_map.values() if v == shard)
+        self.findings.append(
+            finding(
+                "TC003",
+                f"{index.name} maps {listed} tensors to {shard!r}, which does not exist",
+                file=shard,
+            )
+        )
 
     def read_config(self, path: Path | None) -> ConfigInfo | None:
         if path is None:
@@ -186,8 +232,12 @@ def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
     return Path(cached) if isinstance(cached, str) else None
 
 
-def load(plan: Plan, *, base: Path | None = None) -> tuple[Checkpoint, list[Finding]]:
-    loader = _Loader(plan)
+def load(
+    plan: Plan, *, base: Path | None = None, remote: RemoteFiles | None = None
+) -> tuple[Checkpoint, list[Finding]]:
+    """Read everything ``plan`` names; with ``remote``, its weight files are read through it
+    (headers by range request) while index and config files are local paths."""
+    loader = _Loader(plan, remote)
     index = loader.read_index(plan.index) if plan.index else None
     if index is not None:
         loader.read_shards(index)
@@ -220,5 +270,6 @@ def load(plan: Plan, *, base: Path | None = None) -> tuple[Checkpoint, list[Find
         adapter=adapter,
         notes=loader.notes,
         unreadable=loader.unreadable,
+        fetch=remote,
     )
     return checkpoint, loader.findings

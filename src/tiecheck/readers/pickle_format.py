@@ -109,6 +109,8 @@ class _Storage:
     key: str
     dtype: str | None
     nbytes: int
+    untyped: bool = False
+    """pickled as ``UntypedStorage``: its size (and a legacy file's count) is in bytes."""
 
 
 @dataclass
@@ -239,7 +241,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         nbytes = numel * DTYPE_BITS[dtype] // 8 if dtype else numel
         storage = self.storages.get(key)
         if storage is None:
-            storage = self.storages[key] = _Storage(key, dtype, nbytes)
+            storage = self.storages[key] = _Storage(key, dtype, nbytes, untyped=dtype is None)
         if self.legacy and pid[5] is not None:
             return self._legacy_view(storage, pid[5])
         return storage
@@ -542,7 +544,11 @@ def _read_legacy(f: BinaryIO, file_size: int) -> PickleCheckpoint:
         if len(count_raw) != 8:
             raise FormatError(f"storage {key!r} is missing: the file is truncated")
         (count,) = struct.unpack("<q", count_raw)
-        itemsize = DTYPE_BITS[storage.dtype] // 8 if storage and storage.dtype else 1
+        itemsize = (
+            DTYPE_BITS[storage.dtype] // 8
+            if storage and storage.dtype and not storage.untyped
+            else 1
+        )
         nbytes = count * itemsize
         if count < 0 or position + 8 + nbytes > file_size:
             raise FormatError(f"storage {key!r} runs past the end of the file: truncated")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tiecheck.errors import FormatError
 from tiecheck.model import DTYPE_BITS, ByteSpan
-from tiecheck.readers.jsonfile import parse_json
+from tiecheck.readers.jsonfile import parse_json_objects
 
 MAX_HEADER_BYTES = 100_000_000
 """The Rust loader's limit; a larger claim is refused before anything is allocated."""
@@ -63,11 +63,19 @@ def header_length(prefix: bytes, file_size: int) -> int:
     return length
 
 
+USIZE_MAX = 2**64 - 1
+
+
 def _as_index(value: object) -> int | None:
     # bool is an int subclass in Python, but not a usize in the Rust loader.
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= USIZE_MAX:
         return value
     return None
+
+
+def _parse_int(text: str) -> int:
+    # JSON's "-0" is 0 to Python but a float (so not a usize) to the Rust loader.
+    return -1 if text == "-0" else int(text)
 
 
 def _entry(name: str, info: object, data_start: int) -> HeaderEntry:
@@ -96,6 +104,10 @@ def _entry(name: str, info: object, data_start: int) -> HeaderEntry:
     numel = 1
     for d in shape:
         numel *= d  # type: ignore[operator]
+        if numel > USIZE_MAX:  # the loader multiplies in usize and refuses on overflow
+            raise FormatError(f"tensor {name!r}: shape {shape_raw} overflows the element count")
+    if numel * bits > USIZE_MAX:
+        raise FormatError(f"tensor {name!r}: shape {shape_raw} overflows the byte count")
     if (numel * bits) % 8:
         raise FormatError(f"tensor {name!r}: {numel} x {bits}-bit elements is not whole bytes")
     if end - begin != numel * bits // 8:
@@ -109,19 +121,31 @@ def _entry(name: str, info: object, data_start: int) -> HeaderEntry:
 def parse_header(raw: bytes, file_size: int) -> SafetensorsHeader:
     """Validate header JSON ``raw`` (the bytes after the length prefix) against the file size."""
     data_start = 8 + len(raw)
-    if not raw.startswith(b"{"):
+    # JSON whitespace may precede the object; the loader accepts it (safetensors 0.8).
+    if not raw.lstrip(b" \t\n\r").startswith(b"{"):
         raise FormatError("header does not start with '{': not a safetensors file")
-    value, duplicates = parse_json(raw)
+    value, repeated = parse_json_objects(raw, parse_int=_parse_int)
     if not isinstance(value, dict):
         raise FormatError(f"header is a JSON {type(value).__name__}, not an object")
+    # The loader keeps the last of two tensors with one name (reported as TC006), and the last
+    # of two metadata keys, but refuses a repeated __metadata__ or a field repeated in an entry.
+    duplicates = repeated.get(id(value), [])
+    if "__metadata__" in duplicates:
+        raise FormatError("__metadata__ appears more than once")
     metadata: dict[str, str] = {}
     entries: list[HeaderEntry] = []
     for name, info in value.items():
         if name == "__metadata__":
+            if info is None:  # the loader reads it as an Option: null means no metadata
+                continue
             if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
                 raise FormatError("__metadata__ must map strings to strings")
             metadata = info
             continue
+        if isinstance(info, dict) and id(info) in repeated:
+            raise FormatError(
+                f"tensor {name!r}: field {repeated[id(info)][0]!r} appears more than once"
+            )
         entries.append(_entry(name, info, data_start))
     _check_coverage(entries, file_size - data_start, data_start)
     return SafetensorsHeader(entries, metadata, data_start, duplicates)

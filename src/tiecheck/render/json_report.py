@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import Any, TextIO
 
 from tiecheck import __version__
@@ -59,6 +60,7 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 
 def report_dict(report: Report) -> dict[str, Any]:
     ckpt, declared = report.checkpoint, report.declared
+    per_file = Counter(t.file for t in ckpt.tensors)
     config = None
     if ckpt.config is not None or declared.tied is not None:
         config = {
@@ -86,7 +88,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                     "name": f.name,
                     "format": f.format.value,
                     "size": f.size,
-                    "tensors": sum(t.file == f.name for t in ckpt.tensors),
+                    "tensors": per_file[f.name],
                     "container": f.container,
                     "prefix": f.prefix or None,
                 }
@@ -117,7 +119,9 @@ def report_dict(report: Report) -> dict[str, Any]:
     }
 
 
-def render_json(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
+def render_json(
+    reports: list[Report], out: TextIO, *, verbose: bool = False, run: object = None
+) -> None:
     """One source: the report object. Several: ``{"schema_version", "reports": [...]}``."""
     if len(reports) == 1:
         document: dict[str, Any] = report_dict(reports[0])

@@ -96,7 +96,9 @@ def _findings(report: Report) -> Table:
     return table
 
 
-def render_table(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
+def render_table(
+    reports: list[Report], out: TextIO, *, verbose: bool = False, run: object = None
+) -> None:
     # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
     width = None if out.isatty() else 120
     console = Console(file=out, highlight=False, soft_wrap=False, width=width)

@@ -56,6 +56,11 @@ def _target_folder(
         raise SourceError(f"{output}: exists and is not a folder")
     if output.exists() and output.resolve() == checkpoint.root.resolve():
         raise SourceError(f"{output} is the source folder; use --in-place to rewrite it")
+    if output.is_dir():
+        # An earlier run into this folder was killed during its commit: finish it from the
+        # journal (its files were verified) rather than leave a journal that names
+        # temporaries this run is about to rewrite.
+        recover(output)
     if (
         output.is_dir()
         and not overwrite
@@ -128,7 +133,10 @@ def fix(
         return FixResult(plan, None, recovered=recovered)
     checkpoint = report.checkpoint
     folder = _target_folder(checkpoint, output, in_place, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TiecheckError(f"cannot create {folder}: {e.strerror or e}") from e
     remove_temporaries(folder)
     _check_space(folder, plan.bytes_after + (1 << 20))
     signature = _signature(checkpoint)

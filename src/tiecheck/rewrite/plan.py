@@ -226,7 +226,6 @@ class _Builder:
         if not stored:
             return
         head = group.group.members[-1]
-        embedding = group.group.members[0]
         reference = self._member(group, stored[0].name)
         if not any(m.name == head.name and m.stored for m in group.members):
             if "#" in head.name:
@@ -234,9 +233,13 @@ class _Builder:
             for src, dst in self._sidecar_pairs(reference, head.name):
                 self.add.append((dst, self.tensors[src], self.tensors[src].file))
                 self.plan.copied.append((dst, src))
-        if not any(m.stored and m.role is not Role.HEAD for m in group.members):
-            head_member = self._member(group, head.name)
-            for src, dst in self._sidecar_pairs(head_member, embedding.name):
+        # Every other absent member too, not only the embedding: transformers 5.x unties a
+        # seq2seq model's encoder/decoder embeddings from ``shared`` along with the head when
+        # the flag is false, so an untied BART missing them loads them at random.
+        for member in group.members:
+            if member.stored or member.role is Role.HEAD:
+                continue
+            for src, dst in self._sidecar_pairs(reference, member.name):
                 self.add.append((dst, self.tensors[src], self.tensors[src].file))
                 self.plan.copied.append((dst, src))
 
@@ -291,7 +294,6 @@ class _Builder:
         )
         if sharded:
             self._index(ckpt.index.name if ckpt.index else "model.safetensors.index.json")
-        self._mark_whole_copies()
 
     def _file_metadata(self, name: str | None) -> dict[str, str]:
         """The source file's own metadata without alias records, and ``format`` kept or 'pt'
@@ -347,11 +349,14 @@ class _Builder:
         """Alias records: written for a tied result, dropped (as stale) for an untied one."""
         if self.to is not Verdict.TIED:
             return
-        records = {
-            d: k
-            for d, k in self.aliases.items()
-            if d not in {t.name for f in self.plan.files for t in f.tensors}
-        }
+        # Records for the names this run drops, plus the source's own records that still
+        # describe the output; none for a tie that was already deduplicated, so a fix that
+        # only flips the flag (TC101) leaves the weight files byte-identical.
+        written = {t.name for f in self.plan.files for t in f.tensors}
+        candidates = dict(alias_records(self.ckpt))
+        candidates.update(self.plan.dropped)
+        candidates.update(self.plan.renamed)
+        records = {d: k for d, k in candidates.items() if d not in written and k in written}
         if not records:
             return
         if self.plan.index_name is not None:
@@ -359,7 +364,6 @@ class _Builder:
         else:
             for out in self.plan.files:
                 out.metadata.update(records)
-                out.whole_copy_of = None
 
     def finish(self) -> FixPlan:
         if self.plan.index_name is not None:
@@ -432,5 +436,6 @@ def build_plan(
     builder.edit_config()
     builder.layout(max_shard_size)
     builder.alias_metadata()
+    builder._mark_whole_copies()
     builder.plan.extra_files = extra_files(report)
     return builder.finish()
