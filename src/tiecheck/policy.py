@@ -41,11 +41,20 @@ OVERRIDE_KEYS = ("path", *SETTING_KEYS)
 DEFAULT_FAIL_ON = "error"
 
 
+def _shown(path: Path) -> str:
+    """A path as an error message shows it: relative to the current folder when inside it."""
+    try:
+        return str(_absolute(path).relative_to(_absolute(Path.cwd())))
+    except ValueError:
+        return str(path)
+
+
 class ConfigError(TiecheckError):
     """The configuration is wrong; the message names the file and line (exit code 2)."""
 
     def __init__(self, message: str, path: Path | None = None, line: int | None = None) -> None:
-        where = "" if path is None else f"{path}:{line}: " if line else f"{path}: "
+        shown = None if path is None else _shown(path)
+        where = "" if shown is None else f"{shown}:{line}: " if line else f"{shown}: "
         super().__init__(where + message)
         self.path = path
         self.line = line
@@ -422,6 +431,13 @@ class _Lines:
                     return number
         if found is not None:
             return found
+        if key is not None and index is None:
+            # a key written as a table of its own: [tool] in tiecheck.toml, [key.sub]
+            headers = [
+                n for (t, _), n in self.headers.items() if t[: len(table) + 1] == (*table, key)
+            ]
+            if headers:
+                return min(headers)
         return self.headers.get((table, index))
 
 
@@ -508,6 +524,11 @@ class _Reader:
             if key not in allowed:
                 close = difflib.get_close_matches(key.replace("_", "-"), allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
+                if key == "tool" and not self.table:
+                    hint = (
+                        "; tiecheck.toml holds the settings at its top level, "
+                        "without [tool.tiecheck]"
+                    )
                 raise self.error(
                     f"unknown key {self.name(key, index)}{hint} (allowed: {', '.join(allowed)})",
                     key,

@@ -512,6 +512,28 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
+        "TC115",
+        "alias-untied-by-flag",
+        WARN,
+        "declared untied, and an architecture alias (encoder/decoder embedding, decoder bias) "
+        "differs from its source",
+        explanation=(
+            "BART-like and T5 models share `shared`, `encoder.embed_tokens` and "
+            "`decoder.embed_tokens` (BERT and RoBERTa share the decoder bias). The config says "
+            "untied, and the checkpoint stores these aliases separately with different values."
+        ),
+        why_it_matters=(
+            "transformers 5.x unties the aliases together with the head and loads each stored "
+            "tensor; transformers 4.x builds one shared module and silently keeps only one of "
+            "them, so the two versions run different models."
+        ),
+        how_to_fix=(
+            "Decide which model is meant. To keep one embedding for every alias, "
+            "`tiecheck fix SRC --to tied --keep embedding -o OUT` (ties the head too); to keep "
+            "them apart, pin transformers 5.x for this checkpoint."
+        ),
+    ),
+    Rule(
         "TC201",
         "adapter-untied-copies",
         WARN,

@@ -97,7 +97,9 @@ def declared_tie(
         "flags": flags,
         "has_lm_head": _has_lm_head(config),
     }
-    if family is not None and family.flag_ignored:
+    # MosaicML's remote MPT code ties whatever the flag says; transformers' native class (no
+    # auto_map) honours the flag.
+    if family is not None and family.flag_ignored and "auto_map" in config.data:
         return DeclaredTie(
             True, f"{family.name} always ties its embedding and head", **common
         ), findings
@@ -113,7 +115,9 @@ def declared_tie(
         )
     if flags:
         top = [k for k in flags if "." not in k]
-        chosen = top[0] if top else next(iter(flags))
+        # a family's own flag wins (hf_olmo ties by weight_tying, whatever else is written)
+        own = family.flag if family is not None and family.flag in flags else None
+        chosen = own or (top[0] if top else next(iter(flags)))
         return DeclaredTie(flags[chosen], f"{config.name}: {chosen}", **common), findings
     if family is not None:
         tied, why = family.default_tied, f"the {model_type} class default"

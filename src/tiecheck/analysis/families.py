@@ -30,7 +30,7 @@ class Family:
     layouts: tuple[Layout, ...]
     flag: str = "tie_word_embeddings"
     flag_ignored: bool = False
-    """the modelling code ties whatever the config says (MPT)."""
+    """the remote modelling code ties whatever the config says (MosaicML's MPT)."""
     flag_scales_output: bool = False
     """the tie flag also rescales the decoder output (T5), so flipping it changes the model."""
 

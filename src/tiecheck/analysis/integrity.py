@@ -8,6 +8,7 @@ blaming each of its tensors again would bury the one finding that matters.
 from __future__ import annotations
 
 import functools
+import re
 from collections import defaultdict
 
 from tiecheck.model import Checkpoint, FileFormat
@@ -133,6 +134,7 @@ def alias_records(checkpoint: Checkpoint) -> dict[str, str]:
     """``{dropped: kept}`` records written by safetensors' save_model, huggingface_hub and the
     conversion bot into ``__metadata__`` or the index metadata."""
     records: dict[str, str] = {}
+    stored = {t.name for t in checkpoint.tensors}
     sources: list[dict] = [f.metadata for f in checkpoint.files.values()]
     if checkpoint.index is not None:
         sources.append(checkpoint.index.metadata)
@@ -140,9 +142,29 @@ def alias_records(checkpoint: Checkpoint) -> dict[str, str]:
         for key, value in metadata.items():
             if key in NON_ALIAS_METADATA or not isinstance(value, str):
                 continue
-            if "." in key and "." in value and " " not in value:
+            if _is_alias_record(key, value, stored):
                 records[key] = value
     return records
+
+
+_TENSOR_NAME = re.compile(r"^[A-Za-z_][\w\-]*(?:\.[\w\-]+)+$")
+_PARAMETER_SUFFIXES = (".weight", ".bias", ".scales", ".biases")
+
+
+def _is_alias_record(key: str, value: str, stored: set[str]) -> bool:
+    """Both sides are tensor-like dotted names, and one is stored or names a parameter.
+
+    Other metadata is dotted too: ModelSpec (``"modelspec.sai_model_spec": "1.0.0"``,
+    ``"modelspec.implementation": "https://..."``) must not read as a tie.
+    """
+    if not (_TENSOR_NAME.match(key) and _TENSOR_NAME.match(value)):
+        return False
+    return (
+        key in stored
+        or value in stored
+        or key.endswith(_PARAMETER_SUFFIXES)
+        or (value.endswith(_PARAMETER_SUFFIXES))
+    )
 
 
 def alias_findings(checkpoint: Checkpoint, records: dict[str, str]) -> list[Finding]:

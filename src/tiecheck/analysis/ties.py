@@ -187,9 +187,24 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
     for m in result.members:
         if m.relation in (Relation.REFERENCE, Relation.ABSENT):
             continue
-        tied = True if m.role in (Role.ALIAS, Role.BIAS_ALIAS) else result.declared
+        structural = m.role in (Role.ALIAS, Role.BIAS_ALIAS)
+        # Architecture aliases (BART/T5 encoder and decoder embeddings, BERT's decoder bias) are
+        # always one module in transformers 4.x; 5.x unties them with the flag. Under a tied
+        # declaration both agree; under an untied one they do not, which TC115 says.
+        tied = True if structural and result.declared is not False else result.declared
         keys = [reference.name, m.name]
         what = "head" if m.role is Role.HEAD else "copy"
+        if structural and tied is False and m.relation is Relation.DIVERGED:
+            findings.append(
+                finding(
+                    "TC115",
+                    f"declared untied, and {m.name} differs from {reference.name}: transformers "
+                    "5.x keeps both, but 4.x shares one module and loads only one of them",
+                    keys=keys,
+                    file=m.file,
+                )
+            )
+            continue
         if tied is True and m.relation is Relation.DUPLICATE:
             findings.append(
                 finding(
@@ -256,7 +271,8 @@ def _group_findings(
             finding(
                 "TC104",
                 f"{head.name} is stored but the embedding it ties to ({embedding_side[0].name}) is "
-                "missing: loaders initialise the embedding at random or fail",
+                "missing: transformers 4.x initialises the embedding at random, 5.x swaps source "
+                "and target, vLLM and mlx-lm fail to load",
                 keys=[embedding_side[0].name, head.name],
                 file=head.file,
             )
@@ -298,7 +314,8 @@ def judge_groups(
     judge = _Judge(tensors, identical, data)
     results, findings = [], []
     for group in groups:
-        tie = declared.tied if group.kind is GroupKind.HEAD else True
+        # Bias ties are structural in 4.x and follow the flag in 5.x (see TC115).
+        tie = declared.tied if group.kind is GroupKind.HEAD or declared.tied is False else True
         result = judge.group(group, tie)
         results.append(result)
         if judge_storage:

@@ -110,7 +110,7 @@ def inspect_command(
     expect: Annotated[
         Expect | None,
         typer.Option(
-            help="Fail (TC112) unless the verdict is this tie state. [config: expect]",
+            help="Fail (TC112) unless the verdict is this tie state (config key: expect).",
             show_default=False,
         ),
     ] = None,
@@ -118,7 +118,8 @@ def inspect_command(
         FailOn | None,
         typer.Option(
             "--fail-on",
-            help="Lowest severity that makes the exit code 1. [config: fail-on; default: error]",
+            help="Lowest severity that makes the exit code 1 (config key: fail-on; default: "
+            "error).",
             show_default=False,
         ),
     ] = None,
@@ -204,8 +205,8 @@ def inspect_command(
     Exit code 0 when nothing reaches --fail-on, 1 when something does (0 with --exit-zero),
     2 when a source cannot be opened or the command line or configuration is wrong.
 
-    Settings come from [tool.tiecheck] in pyproject.toml or from tiecheck.toml (the nearest
-    one from the current folder upward); flags override them.
+    Settings come from the tool.tiecheck table of pyproject.toml or from tiecheck.toml (the
+    nearest one from the current folder upward); flags override them.
 
     Examples:
 

@@ -161,6 +161,8 @@ class _Listing:
     def __init__(self, api: Any, ref: HubRef, commit: str) -> None:
         self._api, self._ref, self._commit = api, ref, commit
         self._dirs: dict[str, dict[str, int]] = {}
+        self.folders: dict[str, list[str]] = {}
+        """sub-folders of each listed folder (for a hint when there are no weights)."""
 
     def names(self, folder: str = "") -> dict[str, int]:
         """Files directly in ``folder`` (relative to the subfolder): name -> size."""
@@ -171,17 +173,20 @@ class _Listing:
         if folder not in self._dirs:
             path = self._ref.path(folder) if folder else self._ref.subfolder
             try:
-                entries = self._api.list_repo_tree(
-                    self._ref.repo_id, path_in_repo=path or None, revision=self._commit
+                entries = list(
+                    self._api.list_repo_tree(
+                        self._ref.repo_id, path_in_repo=path or None, revision=self._commit
+                    )
                 )
-                found = {
-                    posixpath.basename(e.path): e.size for e in entries if isinstance(e, RepoFile)
-                }
             except errors.RemoteEntryNotFoundError:
                 if not folder:
                     raise
-                found = {}
-            self._dirs[folder] = found
+                entries = []
+            files = [e for e in entries if isinstance(e, RepoFile)]
+            self._dirs[folder] = {posixpath.basename(e.path): e.size for e in files}
+            self.folders[folder] = sorted(
+                posixpath.basename(e.path) for e in entries if not isinstance(e, RepoFile)
+            )
         return self._dirs[folder]
 
     def size(self, name: str) -> int | None:
@@ -278,7 +283,7 @@ class _Choice:
     notes: list[str] = field(default_factory=list)
 
 
-def _choose(ref: HubRef, names: set[str]) -> _Choice:
+def _choose(ref: HubRef, names: set[str], folders: list[str] | None = None) -> _Choice:
     """``discover.plan_folder`` / ``plan_file`` for a listing instead of a folder."""
     config = "config.json" if "config.json" in names else None
     if ref.filename is not None and ref.filename not in ("config.json", "adapter_config.json"):
@@ -310,8 +315,15 @@ def _choose(ref: HubRef, names: set[str]) -> _Choice:
     choice = choose_weights(names)
     if choice is None:
         where = f"folder {ref.subfolder!r} of the repository" if ref.subfolder else "repository"
+        hint = ""
+        if folders:
+            shown = ", ".join(folders[:5]) + (" ..." if len(folders) > 5 else "")
+            first = f"hf://{ref.repo_id}{'@' + ref.revision if ref.revision else ''}/"
+            first += ref.path(folders[0])
+            hint = f"; it has folders ({shown}): inspect one as {first}"
         raise SourceError(
-            f"{ref}: no weights in this {where} (no .safetensors, .bin, .pt, .pth or .ckpt files)"
+            f"{ref}: no weights in this {where} (no .safetensors, .bin, .pt, .pth or .ckpt "
+            f"files){hint}"
         )
     kind, weights, index, notes = choice
     return _Choice(kind, weights, index=index, config=config, notes=notes)
@@ -408,6 +420,27 @@ def _snapshot_root(ref: HubRef, commit: str) -> Path:
     return root / ref.subfolder if ref.subfolder else root
 
 
+def _remember_revision(ref: HubRef, commit: str) -> None:
+    """Record branch -> commit in the cache's ``refs/``, as ``hf_hub_download`` does for the
+    branch it was given: files are fetched by commit here, and an offline run later finds the
+    snapshot through the branch name. Best effort (read-only cache, library internals)."""
+    revision = ref.revision or "main"
+    if revision == commit:
+        return
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.file_download import (
+            _cache_commit_hash_for_specific_revision,
+            repo_folder_name,
+        )
+
+        cache = Path(constants.HF_HUB_CACHE).expanduser().resolve()
+        storage = cache / repo_folder_name(repo_id=ref.repo_id, repo_type="model")
+        _cache_commit_hash_for_specific_revision(str(storage), revision, commit)
+    except Exception:  # pragma: no cover - an older or newer huggingface_hub, a read-only cache
+        pass
+
+
 def _human(n: int) -> str:
     size = float(n)
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
@@ -447,7 +480,7 @@ def load_hub(
         sizes = listing.names()
     except Exception as e:
         raise _hub_error(e, ref, token) from e
-    choice = _choose(ref, set(sizes))
+    choice = _choose(ref, set(sizes), listing.folders.get(""))
     root = _snapshot_root(ref, commit)
     reader = RangeReader(ref, commit, token, listing)
 
@@ -468,6 +501,7 @@ def load_hub(
             fetch(name)
     except Exception as e:
         raise _hub_error(e, ref, token) from e
+    _remember_revision(ref, commit)
 
     if _is_pickled(choice):
         needed = [n for n in _needed(choice, root) if n not in small]

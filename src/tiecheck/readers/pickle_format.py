@@ -436,6 +436,23 @@ def read_pickle(path: Path) -> PickleCheckpoint:
         raise FormatError("is a folder, not a file") from e
     except OSError as e:
         raise FormatError(f"cannot read: {e.strerror or e}") from e
+    except _CORRUPT_ZIP as e:
+        # a damaged archive (bit rot, a partial download) is an invalid file, not a crash
+        raise FormatError(f"corrupt zip archive: {type(e).__name__}: {e}") from e
+
+
+# What zipfile raises on damaged archives besides BadZipFile: bad names, unknown versions or
+# compression methods, offsets past any integer a seek accepts.
+_CORRUPT_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    UnicodeDecodeError,
+    ValueError,
+    OverflowError,
+    EOFError,
+    struct.error,
+)
 
 
 def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:

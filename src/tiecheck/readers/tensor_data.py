@@ -90,8 +90,8 @@ class TensorData:
             self.count(n)
             yield buffer if n == size else buffer[:n]
 
-    def _strided_chunks(self, tensor: TensorInfo, chunk: int) -> Iterator[bytes]:
-        """Non-contiguous pickled views (a transposed head): gather rows through numpy."""
+    def _strided_view(self, tensor: TensorInfo):  # type: ignore[no-untyped-def]
+        """A numpy view of a non-contiguous pickled tensor over a read-only map of its storage."""
         import numpy as np
 
         storage = tensor.storage
@@ -112,28 +112,54 @@ class TensorData:
             shape=tensor.shape,
             strides=tuple(s * itemsize for s in storage.stride),
         )
+        return view, itemsize
+
+    def _strided_chunks(self, tensor: TensorInfo, chunk: int) -> Iterator[bytes]:
+        """Non-contiguous pickled views (a transposed head): gather rows through numpy."""
+        import numpy as np
+
+        view, itemsize = self._strided_view(tensor)
         if view.ndim == 0:
             view = view.reshape(1)
         # Blocks along the first axis: reshaping a strided view would copy the whole tensor.
         row_bytes = max(1, (view[0].size if view.shape[0] else 1) * itemsize)
         per_block = max(1, chunk // row_bytes)
+        # Re-cut the blocks into pieces of exactly ``chunk`` bytes, as the contiguous path
+        # yields: comparisons zip two tensors' chunks and need the boundaries to line up.
+        pending = bytearray()
         for i in range(0, view.shape[0], per_block):
-            data = np.ascontiguousarray(view[i : i + per_block]).tobytes()
-            self.count(len(data))
-            yield data
-        del whole
+            pending += np.ascontiguousarray(view[i : i + per_block]).tobytes()
+            while len(pending) >= chunk:
+                data = bytes(pending[:chunk])
+                del pending[:chunk]
+                self.count(len(data))
+                yield data
+        if pending:
+            self.count(len(pending))
+            yield bytes(pending)
+
+    def _strided_bytes(self, tensor: TensorInfo, start: int, length: int) -> bytes:
+        """Bytes ``[start, start + length)`` of a non-contiguous tensor in C order, gathering
+        only the elements they cover."""
+        import numpy as np
+
+        view, itemsize = self._strided_view(tensor)
+        first, last = start // itemsize, -(-(start + length) // itemsize)
+        index = np.unravel_index(np.arange(first, last), tensor.shape)
+        data = np.ascontiguousarray(view[index]).tobytes()
+        data = data[start - first * itemsize :][:length]
+        self.count(len(data))
+        return data
 
     def sample(self, tensor: TensorInfo) -> bytes:
-        """A cheap fingerprint: the first, middle and last few KiB of the tensor."""
-        if tensor.span is None or tensor.span.length <= 3 * SAMPLE_BYTES:
-            return (
-                b"".join(self.chunks(tensor))
-                if tensor.nbytes <= 3 * SAMPLE_BYTES
-                else (next(self.chunks(tensor, SAMPLE_BYTES), b""))
-            )
-        span = tensor.span
-        middle = span.start + (span.length // 2) - SAMPLE_BYTES // 2
+        """A cheap fingerprint: the first, middle and last few KiB of the tensor's C-order
+        bytes, the same whether it is stored contiguously or as a strided view."""
+        size = tensor.nbytes
+        if size <= 3 * SAMPLE_BYTES:
+            return b"".join(self.chunks(tensor))
+        starts = (0, size // 2 - SAMPLE_BYTES // 2, size - SAMPLE_BYTES)
+        if tensor.span is None:
+            return b"".join(self._strided_bytes(tensor, s, SAMPLE_BYTES) for s in starts)
         return b"".join(
-            self._pread(tensor.file, start, SAMPLE_BYTES)
-            for start in (span.start, middle, span.end - SAMPLE_BYTES)
+            self._pread(tensor.file, tensor.span.start + s, SAMPLE_BYTES) for s in starts
         )

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tiecheck import __version__
 from tiecheck.analysis.ties import GroupResult
 from tiecheck.report import SCHEMA_VERSION, Report
 from tiecheck.rules import Finding
+
+if TYPE_CHECKING:
+    from tiecheck.policy import Run  # the run's policies; not needed here
 
 
 def _number(value: float | None) -> float | str | None:
@@ -120,7 +123,7 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def render_json(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: object = None
+    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
 ) -> None:
     """One source: the report object. Several: ``{"schema_version", "reports": [...]}``."""
     if len(reports) == 1:

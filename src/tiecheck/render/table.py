@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -11,6 +11,9 @@ from rich.text import Text
 from tiecheck.analysis.ties import GroupResult, Relation, Verdict
 from tiecheck.report import Report
 from tiecheck.rules import Severity
+
+if TYPE_CHECKING:
+    from tiecheck.policy import Run  # the run's policies; not needed here
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 VERDICT_STYLE = {
@@ -97,7 +100,7 @@ def _findings(report: Report) -> Table:
 
 
 def render_table(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: object = None
+    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
 ) -> None:
     # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
     width = None if out.isatty() else 120

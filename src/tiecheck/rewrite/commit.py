@@ -67,7 +67,11 @@ def recover(folder: Path) -> list[str]:
 
 def commit(folder: Path, finals: list[Path]) -> None:
     """Rename each ``temp_path(final)`` onto ``final`` as one recoverable step."""
-    renames = [[temp_path(f).name, f.name] for f in finals]
+    # Paths relative to the folder, not bare names: an index may keep shards in a sub-folder.
+    renames = [
+        [temp_path(f).relative_to(folder).as_posix(), f.relative_to(folder).as_posix()]
+        for f in finals
+    ]
     journal_temp = temp_path(folder / JOURNAL)
     journal_temp.write_text(json.dumps({"renames": renames}), encoding="utf-8")
     with journal_temp.open("rb+") as f:

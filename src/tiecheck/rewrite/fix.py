@@ -21,7 +21,7 @@ from tiecheck.model import Checkpoint
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import Report
 from tiecheck.rewrite.commit import commit, recover, remove_temporaries, temp_path
-from tiecheck.rewrite.plan import FixPlan, build_plan, parse_size
+from tiecheck.rewrite.plan import FixPlan, FixRefused, build_plan, parse_size
 from tiecheck.rewrite.streaming import Copier, write_file
 from tiecheck.rewrite.verify import VerificationError, verify_json, verify_weights
 
@@ -127,6 +127,13 @@ def fix(
 
     report = inspect(source, progress=progress)
     plan = build_plan(report, to, keep=keep, max_shard_size=max_shard_size)
+    if in_place and plan.index_name is not None:
+        shadow = report.checkpoint.root / "model.safetensors"
+        if shadow.exists() and shadow.name not in {f.name for f in plan.files}:
+            raise FixRefused(
+                f"--in-place would write sharded files beside {shadow}, which loaders read "
+                "first (the fix would not take effect); write to a new folder with -o instead"
+            )
     if dry_run:
         return FixResult(plan, None, recovered=recovered)
     if in_place and not plan.changes_anything:
@@ -144,7 +151,7 @@ def fix(
     finals: list[Path] = []
     try:
         with TensorData(checkpoint, on_read=progress.advance if progress else None) as data:
-            finals = _write_all(plan, folder, in_place, data, progress)
+            _write_all(plan, folder, in_place, data, progress, finals)
             if _signature(checkpoint) != signature:
                 raise VerificationError("the source changed while fix was running; not committed")
         commit(folder, finals)
@@ -164,13 +171,20 @@ def fix(
         raise
     after_path = _after_source(plan, folder, source_path.is_dir())
     after = inspect(after_path, expect=to)
-    return FixResult(plan, folder, [f.name for f in finals], after, recovered)
+    written = [f.relative_to(folder).as_posix() for f in finals]
+    return FixResult(plan, folder, written, after, recovered)
 
 
 def _write_all(
-    plan: FixPlan, folder: Path, in_place: bool, data: TensorData, progress: Progress | None
-) -> list[Path]:
-    finals: list[Path] = []
+    plan: FixPlan,
+    folder: Path,
+    in_place: bool,
+    data: TensorData,
+    progress: Progress | None,
+    finals: list[Path],
+) -> None:
+    """Write and verify every output under its temporary name; ``finals`` collects each
+    final path as soon as its temporary may exist, so a failure can clean up all of them."""
     copier = Copier(data)
     if progress is not None:
         progress.stop()
@@ -202,4 +216,3 @@ def _write_all(
             shutil.copyfile(extra, temp_path(final))
     if progress is not None:
         progress.stop()
-    return finals

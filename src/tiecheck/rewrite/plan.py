@@ -220,8 +220,8 @@ class _Builder:
                 self.plan.renamed.append((src, dst))
 
     def untie(self, group: GroupResult) -> None:
-        if group.kind is not GroupKind.HEAD:
-            return
+        # Bias groups too (BERT's cls.predictions.decoder.bias): transformers 5.x unties them
+        # along with the head, so an absent alias would be initialised afresh.
         stored = [m for m in group.members if m.stored]
         if not stored:
             return
@@ -237,7 +237,7 @@ class _Builder:
         # seq2seq model's encoder/decoder embeddings from ``shared`` along with the head when
         # the flag is false, so an untied BART missing them loads them at random.
         for member in group.members:
-            if member.stored or member.role is Role.HEAD:
+            if member.stored or member.name == head.name:
                 continue
             for src, dst in self._sidecar_pairs(reference, member.name):
                 self.add.append((dst, self.tensors[src], self.tensors[src].file))
@@ -366,6 +366,10 @@ class _Builder:
                 out.metadata.update(records)
 
     def finish(self) -> FixPlan:
+        names = [t.name for f in self.plan.files for t in f.tensors]
+        if len(names) != len(set(names)):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise TiecheckError(f"internal error: the plan writes {twice} twice; please report")
         if self.plan.index_name is not None:
             self.plan.index_metadata["total_size"] = self.plan.bytes_after
         for f in self.ckpt.files.values():
