@@ -31,6 +31,9 @@ class Family:
     flag: str = "tie_word_embeddings"
     flag_ignored: bool = False
     """the remote modelling code ties whatever the config says (MosaicML's MPT)."""
+    aliases_follow_flag: bool = True
+    """transformers 5.x unties architecture aliases (BART's encoder/decoder embeddings, BERT's
+    decoder bias) with the flag; T5 keeps one ``shared`` module whatever the flag says."""
     flag_scales_output: bool = False
     """the tie flag also rescales the decoder output (T5), so flipping it changes the model."""
 
@@ -144,6 +147,7 @@ FAMILIES: tuple[Family, ...] = (
         ("t5", "longt5", "umt5", "switch_transformers"),
         True,
         (T5_LAYOUT,),
+        aliases_follow_flag=False,
         flag_scales_output=True,
     ),
     # MT5Config defaults to tie_word_embeddings=False in transformers 4.x (TYING.md section 2);

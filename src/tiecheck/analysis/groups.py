@@ -50,6 +50,8 @@ class TieGroup:
     """the source first (the name transformers keeps), then aliases, then the head."""
     layout: str
     """the registry family that matched, or 'heuristic'."""
+    aliases_follow_flag: bool = True
+    """whether an untied flag also unties the aliases (see ``Family.aliases_follow_flag``)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -93,7 +95,8 @@ def _groups_for_layout(
     ]
     head = _expected(layout.head, prefix, names)
     members.append(Member(head, Role.HEAD, _sidecars(head, names)))
-    groups = [TieGroup(GroupKind.HEAD, tuple(members), family.name)]
+    follows = family.aliases_follow_flag
+    groups = [TieGroup(GroupKind.HEAD, tuple(members), family.name, follows)]
     if layout.bias is not None:
         source, alias = (prefix + b for b in layout.bias)
         if source in names or alias in names:

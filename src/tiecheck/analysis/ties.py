@@ -191,7 +191,12 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         # Architecture aliases (BART/T5 encoder and decoder embeddings, BERT's decoder bias) are
         # always one module in transformers 4.x; 5.x unties them with the flag. Under a tied
         # declaration both agree; under an untied one they do not, which TC115 says.
-        tied = True if structural and result.declared is not False else result.declared
+        follows_flag = result.group.aliases_follow_flag
+        tied = (
+            True
+            if structural and (result.declared is not False or not follows_flag)
+            else (result.declared)
+        )
         keys = [reference.name, m.name]
         what = "head" if m.role is Role.HEAD else "copy"
         if structural and tied is False and m.relation is Relation.DIVERGED:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from tiecheck.rules import Finding
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 FIRST_READ = 64 << 10
 """First range request per shard: holds the whole header of nearly every real file."""
+PARALLEL_READS = 8
+"""Concurrent range requests for ``RangeReader.fetch_many`` (a tensor's samples)."""
 _FILE_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".json")
 """A path in a Hub URL ending like this names a file, not a folder."""
 
@@ -210,17 +213,25 @@ class RangeReader:
         self._listing = listing
         self._fs: Any = None
         self._files: dict[str, Any] = {}
+        self._owner = threading.current_thread()
+        self._thread_files = threading.local()
+        self._all_thread_files: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._pool: Any = None
         self.transferred = 0
 
     def _open(self, name: str) -> Any:
-        handle = self._files.get(name)
+        # One handle per file and thread: a handle has a position, ``fetch_many`` has threads.
+        files = self._files if threading.current_thread() is self._owner else self._local()
+        handle = files.get(name)
         if handle is None:
-            if self._fs is None:
-                from huggingface_hub import HfFileSystem
+            with self._lock:
+                if self._fs is None:
+                    from huggingface_hub import HfFileSystem
 
-                self._fs = HfFileSystem(token=self._token, skip_instance_cache=True)
+                    self._fs = HfFileSystem(token=self._token, skip_instance_cache=True)
             # cache_type "none": fsspec fetches exactly the requested range, no read-ahead.
-            handle = self._files[name] = self._fs.open(
+            handle = files[name] = self._fs.open(
                 f"{self._ref.repo_id}/{self._ref.path(name)}",
                 "rb",
                 revision=self._revision,
@@ -229,11 +240,20 @@ class RangeReader:
             )
         return handle
 
+    def _local(self) -> dict[str, Any]:
+        files = getattr(self._thread_files, "files", None)
+        if files is None:
+            files = self._thread_files.files = {}
+            with self._lock:
+                self._all_thread_files.append(files)
+        return files
+
     def _read(self, name: str, start: int, length: int) -> bytes:
         handle = self._open(name)
         handle.seek(start)
         data = handle.read(length)
-        self.transferred += len(data)
+        with self._lock:
+            self.transferred += len(data)
         return data
 
     def __call__(self, name: str, start: int, length: int) -> bytes:
@@ -244,6 +264,17 @@ class RangeReader:
             raise
         except Exception as e:  # httpx2 transport errors are not OSErrors
             raise OSError(f"{name}: {type(e).__name__}: {_first_line(e)}") from e
+
+    def fetch_many(self, reads: list[tuple[str, int, int]]) -> list[bytes]:
+        """Several ``(name, start, length)`` ranges, requested concurrently (a round trip per
+        request is what remote sampling costs; the bytes are the same)."""
+        if len(reads) <= 1:
+            return [self(*read) for read in reads]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=PARALLEL_READS)
+        return list(self._pool.map(lambda read: self(*read), reads))
 
     def size(self, name: str) -> int | None:
         try:
@@ -266,9 +297,13 @@ class RangeReader:
         return parse_header(raw, size)
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._files.clear()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for files in (self._files, *self._all_thread_files):
+            for handle in files.values():
+                handle.close()
+            files.clear()
 
 
 @dataclass

@@ -7,6 +7,7 @@ re-checked for changes right before the commit.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -157,8 +158,10 @@ def fix(
         commit(folder, finals)
     except BaseException as e:
         for final in finals:
-            temp_path(final).unlink(missing_ok=True)
-        remove_temporaries(folder)
+            with contextlib.suppress(OSError):  # a read-only folder refuses even that
+                temp_path(final).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            remove_temporaries(folder)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TiecheckError(
                 f"no space left on the device holding {folder}; nothing was "

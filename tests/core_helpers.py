@@ -1,0 +1,201 @@
+"""Shared helpers for the core test suite: paths, file writers and a CLI runner.
+
+Imported by name (``from core_helpers import ...``; pytest puts ``tests/`` on ``sys.path``)
+rather than from ``conftest``, whose module name other conftest files in sub-folders reuse.
+Everything here writes real files (safetensors via the library or byte by byte) into pytest's
+``tmp_path``; nothing replaces the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "fixtures"
+REAL_LAYOUTS = Path(__file__).resolve().parents[2] / "shared" / "real-layouts"
+
+VOCAB = 64
+HIDDEN = 16
+
+
+def codes(report: Any) -> set[str]:
+    return {f.code for f in report.findings}
+
+
+def findings_with(report: Any, code: str) -> list[Any]:
+    return [f for f in report.findings if f.code == code]
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors, written byte by byte (so tests control every header field)
+
+
+def raw_safetensors(
+    path: Path,
+    header: dict[str, Any] | bytes | str,
+    data: bytes = b"",
+    *,
+    pad: bool = True,
+    length: int | None = None,
+) -> Path:
+    """Write ``<u64 length><header><data>``; ``header`` may be raw bytes for invalid JSON."""
+    if isinstance(header, dict):
+        raw = json.dumps(header, separators=(",", ":")).encode()
+    elif isinstance(header, str):
+        raw = header.encode()
+    else:
+        raw = header
+    if pad:
+        raw += b" " * (-len(raw) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw + data)
+    return path
+
+
+def entry(dtype: str, shape: list[int], begin: int, end: int) -> dict[str, Any]:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+def library_opens(path: Path) -> bool:
+    """Whether safetensors' own (Rust) loader opens the file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            list(f.keys())
+    except Exception:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# small models
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def randn(seed: int, *shape: int, dtype: Any = np.float32) -> np.ndarray:
+    return (rng(seed).standard_normal(shape) * 0.02).astype(dtype)
+
+
+def decoder_arrays(
+    seed: int = 0,
+    *,
+    prefix: str = "model.",
+    head: str | None = "lm_head.weight",
+    embedding: str | None = "embed_tokens.weight",
+    dtype: Any = np.float32,
+) -> dict[str, np.ndarray]:
+    """A tiny Llama-style state dict as numpy arrays (distinct values everywhere)."""
+    g = rng(seed)
+
+    def arr(*shape: int) -> np.ndarray:
+        return (g.standard_normal(shape) * 0.02).astype(dtype)
+
+    out: dict[str, np.ndarray] = {}
+    if embedding is not None:
+        out[prefix + embedding] = arr(VOCAB, HIDDEN)
+    for i in range(2):
+        out[f"{prefix}layers.{i}.input_layernorm.weight"] = (1 + arr(HIDDEN)).astype(dtype)
+        out[f"{prefix}layers.{i}.self_attn.q_proj.weight"] = arr(HIDDEN, HIDDEN)
+    out[prefix + "norm.weight"] = (1 + arr(HIDDEN)).astype(dtype)
+    if head is not None:
+        out[head] = arr(VOCAB, HIDDEN)
+    return out
+
+
+def save_numpy(path: Path, tensors: dict[str, np.ndarray], **metadata: str) -> Path:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": "pt", **metadata})
+    return path
+
+
+def write_config(folder: Path, **config: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.json"
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
+
+
+QWEN2 = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}
+LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+
+
+def model_folder(
+    folder: Path,
+    tensors: dict[str, np.ndarray],
+    config: dict[str, Any] | None,
+    **metadata: str,
+) -> Path:
+    save_numpy(folder / "model.safetensors", tensors, **metadata)
+    if config is not None:
+        write_config(folder, **config)
+    return folder
+
+
+def write_index(folder: Path, weight_map: dict[str, str], total_size: Any, **extra: Any) -> Path:
+    path = folder / "model.safetensors.index.json"
+    path.write_text(
+        json.dumps({"metadata": {"total_size": total_size, **extra}, "weight_map": weight_map}),
+        encoding="utf-8",
+    )
+    return path
+
+
+def payload_bytes(tensors: Iterable[np.ndarray]) -> int:
+    return sum(t.nbytes for t in tensors)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> Run:
+    """Run ``python -m tiecheck`` in a child process, as a user or CI job would.
+
+    The default working directory is the system temp folder, so no ``pyproject.toml`` or
+    ``tiecheck.toml`` of this repository is picked up as configuration.
+    """
+    if cwd is None:
+        cwd = Path(tempfile.gettempdir())
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env.pop("TIECHECK_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiecheck", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def serious(report: Any) -> set[str]:
+    """Codes of warnings and errors (info findings such as TC111 'no config' left out)."""
+    return {f.code for f in report.findings if f.severity.value != "info"}
