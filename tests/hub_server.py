@@ -38,7 +38,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -127,6 +127,8 @@ class HubState:
         self.log: list[Record] = []
         self.lock = threading.Lock()
         self.secret = os.urandom(16)
+        self.fault: Callable[[Record], int | None] | None = None
+        """tests: an HTTP status to answer a request with instead of serving it."""
         self._meta: dict[tuple[str, int, int], FileMeta] = {}
 
     def meta(self, path: Path) -> FileMeta:
@@ -176,6 +178,16 @@ def _safe_relpath(path: str) -> str | None:
     return path
 
 
+def _kind(seg: list[str]) -> str:
+    if len(seg) >= 4 and seg[0] == "api" and seg[1] == "models":
+        return "api"
+    if len(seg) >= 5 and seg[2] == "resolve":
+        return "resolve"
+    if len(seg) >= 2 and seg[0] == "cdn":
+        return "cdn"
+    return "control" if seg[:1] == ["_stats"] else "other"
+
+
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """``bytes=a-b`` -> [start, end); None for no (or an unusable) header; 'unsatisfiable'."""
     if not header or not header.startswith("bytes=") or "," in header:
@@ -223,6 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
             path=unquote(url.path),
             query=url.query,
             range=self.headers.get("Range"),
+            kind=_kind(raw_segments),
         )
         with self.state.lock:
             self.state.log.append(record)
@@ -322,25 +335,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         record, seg, query = self._start()
-        if self.server.latency and seg[:1] != ["_stats"]:
+        if self.server.latency and record.kind != "control":
             time.sleep(self.server.latency)  # a network's round trip, per request
+        fault = self.state.fault(record) if self.state.fault else None
+        if fault is not None:
+            self._error(record, fault, None, "Injected failure")
+            return
         try:
             if self.command == "POST":
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode()) if length else {}
             else:
                 form = {}
-            if len(seg) >= 4 and seg[0] == "api" and seg[1] == "models":
-                record.kind = "api"
+            if record.kind == "api":
                 self._api(record, [unquote(s) for s in seg[2:4]], seg[4:], query, form)
-            elif len(seg) >= 5 and seg[2] == "resolve":
-                record.kind = "resolve"
+            elif record.kind == "resolve":
                 self._resolve(record, f"{unquote(seg[0])}/{unquote(seg[1])}", seg[3:])
-            elif len(seg) >= 2 and seg[0] == "cdn":
-                record.kind = "cdn"
+            elif record.kind == "cdn":
                 self._cdn(record, seg[1:], query)
-            elif seg[:1] == ["_stats"]:
-                record.kind = "control"
+            elif record.kind == "control":
                 self._stats(record, reset=self.command == "POST")
             else:
                 self._error(record, 404, None, "Sorry, we can't find the page you are looking for.")
@@ -835,9 +848,14 @@ def loopback_only() -> Iterator[None]:
         socket.getaddrinfo = original_getaddrinfo  # type: ignore[assignment]
 
 
+_PROCESS_GUARD: list[contextlib.AbstractContextManager[None]] = []
+
+
 def install_loopback_guard() -> None:
     """For child processes (via a ``sitecustomize``): the guard for the whole process."""
-    loopback_only().__enter__()
+    guard = loopback_only()
+    guard.__enter__()
+    _PROCESS_GUARD.append(guard)  # a collected generator would run its ``finally`` and undo it
 
 
 def hub_environment(endpoint: str, home: Path) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tiecheck
@@ -234,3 +235,18 @@ def test_in_process_runner_matches_the_subprocess(fixtures_dir: Path) -> None:
     assert result.exit_code == 1
     doc = strict_json(result.stdout)
     assert [f["code"] for f in doc["findings"]] == ["TC104"]
+
+
+def test_json_stays_strict_when_a_difference_is_infinite(tmp_path: Path) -> None:
+    tensors = decoder_arrays(1, head=None)
+    head = tensors["model.embed_tokens.weight"].copy()
+    head[0, 0] = np.inf
+    head[1, 1] = np.nan
+    tensors["lm_head.weight"] = head
+    model_folder(tmp_path, tensors, {**QWEN2, "tie_word_embeddings": True})
+    result = run_cli("inspect", tmp_path, "--json")
+    doc = strict_json(result.stdout)  # no bare Infinity/NaN tokens
+    (group,) = doc["tie_groups"]
+    assert group["max_abs_diff"] == "inf"
+    assert group["differing_fraction"] == pytest.approx(2 / head.size)
+    assert [f["code"] for f in doc["findings"]] == ["TC102"]

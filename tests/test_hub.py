@@ -566,6 +566,17 @@ def test_unreachable_hub(hub: Hub) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_failure_while_comparing_is_a_finding(hub: Hub) -> None:
+    """Headers read, then the CDN refuses tensor ranges: TC001, not a crash or a hang."""
+    hub.server.state.fault = lambda r: (
+        403 if r.kind == "cdn" and r.range and not r.range.startswith("bytes=0-") else None
+    )
+    report = tiecheck.inspect("org/dup")
+    assert any(
+        f.code == "TC001" and "cannot read tensor data" in f.message for f in report.findings
+    )
+
+
 def test_pickle_repo_needs_download(hub: Hub, repos: dict[str, Path]) -> None:
     with pytest.raises(SourceError, match=r"pytorch_model\.bin, .*--download"):
         tiecheck.inspect("org/bin")
@@ -623,6 +634,22 @@ def test_errors_from_the_cli(hub: Hub) -> None:
         assert len(lines) == 1 and expected in lines[0], err
         assert lines[0].startswith("tiecheck: error:"), err
         assert "Traceback" not in err
+
+
+def test_nothing_leaves_loopback(hub: Hub) -> None:
+    """The guard is on, in this process and in the CLI children."""
+    import socket
+
+    from hub_server import NonLoopbackConnection
+
+    with pytest.raises(NonLoopbackConnection):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)
+    with pytest.raises(NonLoopbackConnection):
+        socket.getaddrinfo("huggingface.co", 443)
+    proc = _cli(hub, "org/dedup", "-q", HF_ENDPOINT="https://huggingface.co")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "tried to resolve 'huggingface.co'" in err
 
 
 def test_cli_reads_hf_token_and_reports(hub: Hub, repos: dict[str, Path]) -> None:
@@ -747,3 +774,65 @@ def test_fixture_remote_matches_local(hub: Hub, case: str) -> None:
     remote = tiecheck.inspect(source, download=True)
     assert remote.checkpoint.origin in ("hub", "hub-cache")
     assert summary(remote) == local
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI's Hub options, the report's transfer fields, and fix on a repo id
+
+
+def test_cli_revision_option_and_transfer_fields(hub: Hub, repos: dict[str, Path]) -> None:
+    """--revision picks the branch; the JSON report says where the bytes came from and how
+    many moved, and that count is what the server sent."""
+    before = hub.server.bytes_sent()
+    proc = _cli(hub, "org/dedup", "--revision", "v1", "--json", "-q")
+    out, err = proc.communicate(timeout=60)
+    report = json.loads(out)
+    local = tiecheck.inspect(repos["v1"])
+    assert proc.returncode == (1 if local.fails(tiecheck.Severity.ERROR) else 0), err
+    assert report["source"]["origin"] == "hub"
+    assert sorted(f["code"] for f in report["findings"]) == sorted(f.code for f in local.findings)
+    assert report["bytes_transferred"] > 0
+    assert report["bytes_transferred"] <= hub.server.bytes_sent() - before
+    local_json = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tiecheck", "inspect", str(repos["v1"]), "--json", "-q"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+    )
+    assert local_json["source"]["origin"] == "local"
+    assert local_json["bytes_transferred"] is None
+
+
+def test_cli_download_option_reads_pickles(hub: Hub, repos: dict[str, Path]) -> None:
+    refused = _cli(hub, "org/bin", "-q")
+    _, err = refused.communicate(timeout=60)
+    assert refused.returncode == 2 and "--download" in err
+    proc = _cli(hub, "org/bin", "--download", "--json", "-q")
+    out, err = proc.communicate(timeout=60)
+    report = json.loads(out)
+    assert report["source"]["origin"] == "hub-cache"
+    assert report["bytes_transferred"] >= (repos["bin"] / "pytorch_model.bin").stat().st_size
+    assert {f["code"] for f in report["findings"]} == {
+        f.code for f in tiecheck.inspect(repos["bin"]).findings
+    }
+
+
+def test_fix_on_a_repo_id_downloads_then_writes_to_output(
+    hub: Hub, repos: dict[str, Path], tmp_path: Path
+) -> None:
+    """fix fetches what it reads into the cache, writes -o, and refuses --in-place."""
+    with pytest.raises(SourceError, match="--in-place is refused"):
+        tiecheck.fix("org/dup", to="tied", in_place=True)
+    out = tmp_path / "fixed"
+    result = tiecheck.fix("org/dup", to="tied", output=out)
+    assert result.after is not None and result.after.verdict.value == "tied"
+    assert not [f for f in result.after.findings if f.code in ("TC103", "TC112")]
+    assert (out / "config.json").is_file()
+    # the cache holds the source snapshot, and its blobs were not touched by the rewrite
+    cache = Path(hub.env["HF_HUB_CACHE"])
+    blobs = [p for p in cache.rglob("blobs/*") if p.is_file()]
+    assert blobs
+    for shard in repos["dup"].glob("*.safetensors"):
+        assert any(b.read_bytes() == shard.read_bytes() for b in blobs), shard.name

@@ -82,7 +82,7 @@ def _open(
                     f"{source}: revision given twice ({ref.revision!r}, {revision!r})"
                 )
             ref = replace(ref, revision=ref.revision or revision)
-            return load_hub(ref, token=token, download=download)
+            return load_hub(ref, token=token, download=download, base=base)
     return load(plan_source(source), base=base)
 
 
@@ -157,6 +157,9 @@ def inspect(
     finally:
         if data is not None:
             data.close()
+        close = getattr(checkpoint.fetch, "close", None)
+        if close is not None:
+            close()
     findings += group_findings
     if is_adapter and checkpoint.adapter is not None:
         findings += adapter_findings(checkpoint.adapter, declared, results)
@@ -189,5 +192,5 @@ def inspect(
         findings=findings,
         bytes_read=data.bytes_read if data else 0,
         notes=checkpoint.notes,
-        bytes_transferred=getattr(checkpoint.fetch, "transferred", None),
+        bytes_transferred=getattr(checkpoint.fetch, "transferred", checkpoint.transferred),
     )

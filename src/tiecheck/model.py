@@ -190,6 +190,9 @@ class Checkpoint:
     """for remote checkpoints: ``fetch(file, start, length)`` reads a byte range (HTTP range
     request); None means the files are local and read with ``pread``."""
     origin: str | None = None
+    transferred: int | None = None
+    """bytes fetched from the Hub for files read locally afterwards (downloaded pickles, a
+    cached snapshot: 0); range reads are counted by ``fetch`` itself."""
     """where the files came from when not a local path: 'hub' or 'hub-cache'."""
 
     @property

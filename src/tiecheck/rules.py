@@ -534,6 +534,26 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
+        "TC116",
+        "untied-alias-missing",
+        WARN,
+        "declared untied, and an architecture alias (encoder/decoder embedding, decoder bias) "
+        "is not stored",
+        explanation=(
+            "A BART-like or BERT-like checkpoint says tie_word_embeddings: false but stores only "
+            "`shared` (or `cls.predictions.bias`), not the encoder/decoder embeddings (or the "
+            "decoder bias) that transformers 4.x always shared with it."
+        ),
+        why_it_matters=(
+            "transformers 5.x unties these aliases together with the head, finds them missing "
+            "and initialises them at random; 4.x shares one module and loads fine."
+        ),
+        how_to_fix=(
+            "`tiecheck fix SRC --to untied -o OUT` stores every alias explicitly; or, if the "
+            "head should be tied too, `tiecheck fix SRC --to tied -o OUT`."
+        ),
+    ),
+    Rule(
         "TC201",
         "adapter-untied-copies",
         WARN,

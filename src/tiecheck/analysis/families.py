@@ -144,15 +144,22 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "t5",
-        ("t5", "longt5", "umt5", "switch_transformers"),
+        ("t5", "longt5", "umt5"),
         True,
         (T5_LAYOUT,),
         aliases_follow_flag=False,
         flag_scales_output=True,
     ),
+    # Switch Transformers copies T5's modelling code, but transformers 5.x does not force its
+    # flag, so an untied flag unties the encoder/decoder embeddings too.
+    Family(
+        "switch_transformers", ("switch_transformers",), True, (T5_LAYOUT,), flag_scales_output=True
+    ),
     # MT5Config defaults to tie_word_embeddings=False in transformers 4.x (TYING.md section 2);
     # 5.x forces the flag true and keeps a stored head that differs.
-    Family("mt5", ("mt5",), False, (T5_LAYOUT,), flag_scales_output=True),
+    Family(
+        "mt5", ("mt5",), False, (T5_LAYOUT,), aliases_follow_flag=False, flag_scales_output=True
+    ),
     Family(
         "bart-like",
         (

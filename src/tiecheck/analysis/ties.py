@@ -256,6 +256,25 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
     return findings
 
 
+def _unstored_aliases(result: GroupResult, unavailable: Collection[str]) -> list[Finding]:
+    """TC116: under an untied flag transformers 5.x expects every alias stored (4.x shares)."""
+    if result.declared is not False or not result.group.aliases_follow_flag:
+        return []
+    return [
+        finding(
+            "TC116",
+            f"declared untied, and {m.name} is not stored: transformers 5.x unties it from "
+            f"{result.members[0].name} and initialises it at random (4.x shares one module)",
+            keys=[m.name, result.members[0].name],
+        )
+        for m in result.members
+        if m.role in (Role.ALIAS, Role.BIAS_ALIAS)
+        and not m.stored
+        and m.name not in unavailable
+        and result.members[0].stored
+    ]
+
+
 def _group_findings(
     result: GroupResult, has_lm_head: bool, unavailable: Collection[str] = ()
 ) -> list[Finding]:
@@ -263,6 +282,7 @@ def _group_findings(
     if not stored:
         return []
     findings = _member_findings(result, stored[0])
+    findings += _unstored_aliases(result, unavailable)
     if result.kind is not GroupKind.HEAD:
         return findings
     embedding_side = [m for m in result.members if m.role is not Role.HEAD]

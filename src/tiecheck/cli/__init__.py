@@ -25,6 +25,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    # Help text names paths like ORG/NAME[@REV]: plain text, not rich markup.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -84,7 +86,9 @@ def inspect_command(
         list[str] | None,
         typer.Argument(
             help="Checkpoints to inspect: a .safetensors file, a .bin/.pt/.pth/.ckpt pickle, an "
-            "*.index.json, a model folder or a PEFT adapter folder. Glob patterns ('**' "
+            "*.index.json, a model folder, a PEFT adapter folder, or a Hugging Face Hub repo "
+            "(ORG/NAME[@REV], hf://ORG/NAME[@REV][/SUBFOLDER], https://huggingface.co/ORG/NAME). "
+            "A local path always wins over a repo id of the same spelling. Glob patterns ('**' "
             "crosses folders) are expanded.",
             show_default=False,
         ),
@@ -186,6 +190,29 @@ def inspect_command(
             "base_model_name_or_path, locally or in the Hugging Face cache)."
         ),
     ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            help="Hub sources: branch, tag or commit (default: main).", show_default=False
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Hub sources: access token for private or gated repos (default: HF_TOKEN or "
+            "the token saved by 'hf auth login').",
+            show_default=False,
+        ),
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download",
+            help="Hub sources with only .bin pickles: download them into the Hugging Face "
+            "cache to inspect them (safetensors repos never need this: headers are read with "
+            "range requests).",
+        ),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
@@ -217,6 +244,8 @@ def inspect_command(
       tiecheck inspect 'models/**/config.json' --format sarif -o tiecheck.sarif
 
       tiecheck inspect --from-file checkpoints.txt --ignore TC106,TC111 --format junit
+
+      tiecheck inspect Qwen/Qwen2.5-0.5B-Instruct --no-data
     """
     from tiecheck.api import inspect
     from tiecheck.cli.progress import BarProgress
@@ -272,6 +301,9 @@ def inspect_command(
                 expect=policy.expect,
                 base=base,
                 progress=progress,
+                revision=revision,
+                token=token,
+                download=download,
             )
         except TiecheckError as e:
             _err(f"error: {e}")
@@ -320,7 +352,10 @@ def fix_command(
     source: Annotated[
         str,
         typer.Argument(
-            help="Checkpoint to rewrite (file, index, or model folder).", show_default=False
+            help="Checkpoint to rewrite: a file, an index, a model folder, or a Hub repo id "
+            "(downloaded into the Hugging Face cache; write with -o). A local path wins over a "
+            "repo id of the same spelling.",
+            show_default=False,
         ),
     ],
     to: Annotated[
@@ -364,6 +399,16 @@ def fix_command(
         OutputFormat, typer.Option("--format", "-f", help="Plan/result format on stdout.")
     ] = OutputFormat.TABLE,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            help="Hub sources: branch, tag or commit (default: main).", show_default=False
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Hub sources: access token (default: HF_TOKEN).", show_default=False),
+    ] = None,
 ) -> None:
     """Rewrite a checkpoint into deduplicated-tied or explicitly-untied safetensors.
 
@@ -404,6 +449,8 @@ def fix_command(
             max_shard_size=shard_limit,
             overwrite=overwrite,
             progress=progress,
+            revision=revision,
+            token=token,
         )
     except TiecheckError as e:
         _err(f"error: {e}")

@@ -14,6 +14,7 @@ the same findings.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 import threading
@@ -218,6 +219,8 @@ class RangeReader:
         self._all_thread_files: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._pool: Any = None
+        self._heads: dict[str, bytes] = {}
+        """first reads fetched ahead by ``prefetch_headers``, until ``header`` takes them."""
         self.transferred = 0
 
     def _open(self, name: str) -> Any:
@@ -270,6 +273,11 @@ class RangeReader:
         request is what remote sampling costs; the bytes are the same)."""
         if len(reads) <= 1:
             return [self(*read) for read in reads]
+        for name in dict.fromkeys(name for name, _, _ in reads):
+            # opened here first: the file system's repo and listing caches are then warm, and
+            # the threads do not each ask the Hub for them (a failure is raised by the read)
+            with contextlib.suppress(Exception):
+                self._open(name)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -282,10 +290,25 @@ class RangeReader:
         except Exception as e:
             raise _RemoteError(e) from e
 
+    def prefetch_headers(self, names: list[str]) -> None:
+        """The first read of each of these files, all at once: a repo of many shards then
+        costs one round trip for its headers, not one per shard. Best effort: a failure here
+        is met again, and reported, by ``header``."""
+        try:
+            reads = []
+            for name in dict.fromkeys(names):
+                size = self._listing.size(name)
+                if size is not None and size >= 8 and name.endswith(".safetensors"):
+                    reads.append((name, 0, min(size, FIRST_READ)))
+            for (name, _, _), data in zip(reads, self.fetch_many(reads)):
+                self._heads[name] = data
+        except Exception:
+            self._heads.clear()
+
     def header(self, name: str, size: int) -> SafetensorsHeader:
         """The first 64 KiB (one request), then the rest of the header if it is longer."""
         try:
-            first = self._read(name, 0, min(size, FIRST_READ))
+            first = self._heads.pop(name, None) or self._read(name, 0, min(size, FIRST_READ))
             length = header_length(first[:8], size)
             raw = first[8 : 8 + length]
             if len(raw) < length:
@@ -501,6 +524,7 @@ def load_hub(
         checkpoint, findings = load(_plan(ref, folder, choice), base=base)
         checkpoint.source, checkpoint.origin = str(ref), "hub-cache"
         checkpoint.notes.append(f"read from the Hugging Face cache: {folder}")
+        checkpoint.transferred = 0
         return checkpoint, findings
     if constants.is_offline_mode():
         raise SourceError(
@@ -561,13 +585,51 @@ def load_hub(
         checkpoint.notes.append(
             f"pickle weights downloaded into the Hugging Face cache ({_human(total)}): {root}"
         )
-        checkpoint.notes.append(f"{reader.transferred:,} bytes transferred from the Hub")
+        checkpoint.transferred = reader.transferred
         return checkpoint, findings
 
     try:
+        reader.prefetch_headers(_needed(choice, root))
         checkpoint, findings = load(_plan(ref, root, choice), base=base, remote=reader)
     except _RemoteError as e:
         raise _hub_error(e.error, ref, token) from e.error
     checkpoint.origin = "hub"
     checkpoint.notes.append(f"read from the Hub: {ref.repo_id} at commit {commit}")
     return checkpoint, findings
+
+
+def download_snapshot(ref: HubRef, *, token: str | None = None) -> Path:
+    """Download what ``fix`` reads from a repo revision into the Hub cache: the weights a
+    loader would use (chosen as ``inspect`` chooses them), their index and config, and the
+    folder's small non-weight files (tokenizer, generation config) that come along."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    api = HfApi(token=token)
+    try:
+        info = api.model_info(ref.repo_id, revision=ref.revision)
+        listing = _Listing(api, ref, info.sha)
+        sizes = listing.names()
+        choice = _choose(ref, set(sizes), listing.folders.get(""))
+        root = _snapshot_root(ref, info.sha)
+        weight_like = (
+            ".safetensors",
+            *PICKLE_SUFFIXES,
+            ".index.json",
+            ".gguf",
+            ".onnx",
+            ".h5",
+            ".msgpack",
+        )
+        first = [n for n in sizes if not n.endswith(weight_like)]
+        first += [n for n in (choice.index,) if n]
+        for name in first:
+            hf_hub_download(ref.repo_id, ref.path(name), revision=info.sha, token=token)
+        for name in _needed(choice, root):
+            if name not in first:
+                hf_hub_download(ref.repo_id, ref.path(name), revision=info.sha, token=token)
+    except SourceError:
+        raise
+    except Exception as e:
+        raise _hub_error(e, ref, token) from e
+    _remember_revision(ref, info.sha)
+    return root

@@ -17,7 +17,7 @@ def fix_dict(result: FixResult) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "source": plan.source,
         "to": plan.to.value,
-        "dry_run": result.target is None and result.after is None,
+        "dry_run": result.dry_run,
         "target": str(result.target) if result.target else None,
         "dropped": [{"name": d, "alias_of": k} for d, k in plan.dropped],
         "copied": [{"name": n, "from": s} for n, s in plan.copied],
@@ -70,8 +70,10 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
         f"({'saves' if delta < 0 else 'adds'} {human_bytes(abs(delta))})"
     )
     lines += [f"  note    {n}" for n in plan.notes + [f"recovered {r}" for r in result.recovered]]
-    if result.target is None:
-        lines.append("nothing written" + ("" if plan.changes_anything else ": nothing to change"))
+    if result.dry_run:
+        lines.append("dry run: nothing written")
+    elif result.target is None:
+        lines.append("nothing written: nothing to change")
     else:
         lines.append(f"wrote {len(result.written)} file(s) to {result.target}, verified")
     out.write("\n".join(lines) + "\n")

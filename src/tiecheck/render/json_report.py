@@ -98,12 +98,14 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for f in ckpt.files.values()
             ],
             "unreadable": sorted(ckpt.unreadable),
+            "origin": ckpt.origin or "local",
         },
         "config": config,
         "tensors": len(ckpt.tensors),
         "total_bytes": ckpt.total_bytes,
         "data_compared": report.duplicates is not None,
         "bytes_read": report.bytes_read,
+        "bytes_transferred": report.bytes_transferred,
         "verdict": report.verdict.value,
         "tie_groups": [_group(g) for g in report.tie_groups],
         "shared_storage": [

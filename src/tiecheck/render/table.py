@@ -65,6 +65,9 @@ def _summary(report: Report) -> Table:
         table.add_row("data", "not compared (--no-data)")
     else:
         table.add_row("data", f"{human_bytes(report.bytes_read)} read to compare values")
+    if report.bytes_transferred is not None:
+        where = "from the Hugging Face cache" if ckpt.origin == "hub-cache" else "by range requests"
+        table.add_row("hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})")
     table.add_row("verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict]))
     return table
 

@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tiecheck.analysis.ties import Verdict
@@ -37,6 +37,7 @@ class FixResult:
     """inspection of the output, with ``expect`` set to the target state."""
     recovered: list[str] = field(default_factory=list)
     """files an interrupted earlier run had verified and this run committed."""
+    dry_run: bool = False
 
 
 def _signature(checkpoint: Checkpoint) -> dict[str, tuple[int, int, int]]:
@@ -94,6 +95,22 @@ def _after_source(plan: FixPlan, folder: Path, source_was_folder: bool) -> Path:
     return folder / (plan.index_name or plan.files[0].name)
 
 
+def _download_repo(source: str, revision: str | None, token: str | None, in_place: bool) -> Path:
+    """A Hub repo id: fetch what fix reads into the normal cache and fix from there."""
+    from tiecheck.readers.hub import download_snapshot, parse_hub_source
+
+    ref = parse_hub_source(source)
+    if ref is None:
+        raise SourceError(f"{source}: no such file or folder")
+    if in_place:
+        raise SourceError(
+            f"{source}: --in-place is refused for Hub repos (the cache is shared); use -o DIR"
+        )
+    if revision and ref.revision and revision != ref.revision:
+        raise SourceError(f"{source}: revision given twice ({ref.revision!r}, {revision!r})")
+    return download_snapshot(replace(ref, revision=ref.revision or revision), token=token)
+
+
 def fix(
     source: str | Path,
     *,
@@ -105,6 +122,8 @@ def fix(
     max_shard_size: int | str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    revision: str | None = None,
+    token: str | None = None,
 ) -> FixResult:
     """Rewrite a checkpoint into deduplicated-tied (``to="tied"``) or explicitly-untied form.
 
@@ -120,6 +139,9 @@ def fix(
     if isinstance(max_shard_size, str):
         max_shard_size = parse_size(max_shard_size)
     source_path = Path(source)
+    if not (source_path.exists() or source_path.is_symlink()):
+        source_path = _download_repo(str(source), revision, token, in_place)
+        source = str(source_path)
     recovered: list[str] = []
     if in_place and not dry_run:
         folder = source_path if source_path.is_dir() else source_path.parent
@@ -136,7 +158,7 @@ def fix(
                 "first (the fix would not take effect); write to a new folder with -o instead"
             )
     if dry_run:
-        return FixResult(plan, None, recovered=recovered)
+        return FixResult(plan, None, recovered=recovered, dry_run=True)
     if in_place and not plan.changes_anything:
         return FixResult(plan, None, recovered=recovered)
     checkpoint = report.checkpoint
@@ -155,7 +177,6 @@ def fix(
             _write_all(plan, folder, in_place, data, progress, finals)
             if _signature(checkpoint) != signature:
                 raise VerificationError("the source changed while fix was running; not committed")
-        commit(folder, finals)
     except BaseException as e:
         for final in finals:
             with contextlib.suppress(OSError):  # a read-only folder refuses even that
@@ -172,6 +193,15 @@ def fix(
                 f"writing to {folder} failed: {e.strerror or e}; nothing was committed"
             ) from e
         raise
+    # From here on the journal names the verified temporaries: they must survive a failure so
+    # the next run can finish the commit instead of leaving a half-old, half-new folder.
+    try:
+        commit(folder, finals)
+    except OSError as e:
+        raise TiecheckError(
+            f"committing in {folder} failed part-way ({e.strerror or e}); every file is either "
+            "old or new and verified: run the same command again to finish"
+        ) from e
     after_path = _after_source(plan, folder, source_path.is_dir())
     after = inspect(after_path, expect=to)
     written = [f.relative_to(folder).as_posix() for f in finals]

@@ -285,7 +285,7 @@ class _Builder:
             if not tensors:
                 self.plan.notes.append(f"{name} would be empty and is not written")
                 continue
-            out = OutFile(output_file_name(name), tensors, self._file_metadata(name))
+            out = OutFile(self._output_name(name), tensors, self._file_metadata(name))
             self.plan.files.append(out)
         sharded = ckpt.index is not None or (
             len(self.plan.files) > 1
@@ -294,6 +294,19 @@ class _Builder:
         )
         if sharded:
             self._index(ckpt.index.name if ckpt.index else "model.safetensors.index.json")
+
+    def _output_name(self, name: str) -> str:
+        """A folder's lone weight file under a training name (``last.ckpt``) becomes
+        ``model.safetensors``, the name ``from_pretrained`` looks for."""
+        ckpt = self.ckpt
+        if (
+            len(ckpt.files) == 1
+            and ckpt.index is None
+            and Path(ckpt.source).is_dir()
+            and "/" not in name
+        ):
+            return "model.safetensors"
+        return output_file_name(name)
 
     def _file_metadata(self, name: str | None) -> dict[str, str]:
         """The source file's own metadata without alias records, and ``format`` kept or 'pt'
