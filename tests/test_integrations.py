@@ -23,7 +23,7 @@ from tiecheck.policy import load_config
 
 HOOKS_FILE = REPO / ".pre-commit-hooks.yaml"
 ACTION_FILE = REPO / "action.yml"
-DOCS_FILE = REPO / "docs" / "ci-gate.md"
+README = REPO / "README.md"
 GIT = shutil.which("git")
 BASH = shutil.which("bash")
 
@@ -478,8 +478,16 @@ def test_action_installs_tiecheck_from_its_own_source(tmp_path: Path) -> None:
 # the documentation
 
 
+def _ci_section() -> str:
+    """The README's "Use it as a CI gate" section, up to the next top-level heading."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Use it as a CI gate")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
 def _blocks(language: str) -> list[str]:
-    text = DOCS_FILE.read_text(encoding="utf-8")
+    text = _ci_section()
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
 
 
@@ -515,7 +523,7 @@ def test_docs_command_lines_are_accepted(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     build(tmp_path / "models", "tied-clean")
     build(tmp_path / "models", "tied-duplicate")
-    text = DOCS_FILE.read_text(encoding="utf-8")
+    text = _ci_section()
     commands = re.findall(r"(?m)(?:^|- run: |- )(tiecheck inspect [^\n`]*)", text)
     assert len(commands) >= 4
     for command in commands:

@@ -49,6 +49,14 @@ def nbytes_of(dtype: str, shape: tuple[int, ...]) -> int | None:
     return bits // 8 if bits % 8 == 0 else None
 
 
+def element_extent(shape: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """Elements a strided view spans from its offset to one past its last element (0 when
+    empty): the part of a storage it can touch, from geometry alone."""
+    if any(s == 0 for s in shape):
+        return 0
+    return 1 + sum((s - 1) * st for s, st in zip(shape, stride))
+
+
 class FileFormat(str, Enum):
     SAFETENSORS = "safetensors"
     PYTORCH_ZIP = "pytorch-zip"

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from enum import Enum
 
-from tiecheck.model import DTYPE_BITS, TensorInfo
+from tiecheck.model import DTYPE_BITS, TensorInfo, element_extent
 from tiecheck.rules import Finding, finding
 
 
@@ -35,9 +35,9 @@ class SharedStorage:
 def _byte_range(t: TensorInfo) -> tuple[int, int]:
     assert t.storage is not None
     itemsize = DTYPE_BITS[t.dtype] / 8
-    if any(s == 0 for s in t.shape):
+    extent = element_extent(t.shape, t.storage.stride)
+    if not extent:
         return (0, 0)
-    extent = 1 + sum((s - 1) * st for s, st in zip(t.shape, t.storage.stride))
     start = t.storage.offset * itemsize
     return (int(start), int(start + extent * itemsize))
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tiecheck.errors import FormatError, UnsafePickleError
-from tiecheck.model import DTYPE_BITS, ByteSpan, FileFormat, StorageRef
+from tiecheck.model import DTYPE_BITS, ByteSpan, FileFormat, StorageRef, element_extent
 
 MAX_PICKLE_BYTES = 1 << 30
 """Upper bound on the pickled object graph (not tensor data); 1M tensors pickle to ~250 MB."""
@@ -329,13 +329,6 @@ def _is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     return True
 
 
-def _element_extent(t: PickledTensor) -> int:
-    """Elements from the view's offset to one past its last element (0 for empty tensors)."""
-    if any(s == 0 for s in t.shape):
-        return 0
-    return 1 + sum((s - 1) * st for s, st in zip(t.shape, t.stride))
-
-
 def _find_state_dict(obj: Any) -> tuple[dict[str, PickledTensor], str | None]:
     """Locate the tensors in a checkpoint object; returns them with the container path used."""
     if isinstance(obj, dict):
@@ -398,7 +391,7 @@ def _entries(
     for stored_name, t in tensors.items():
         itemsize_bits = DTYPE_BITS[t.dtype]
         storage_span = spans[t.storage.key]
-        end_element = t.offset + _element_extent(t)
+        end_element = t.offset + element_extent(t.shape, t.stride)
         if end_element * itemsize_bits > t.storage.nbytes * 8:
             raise FormatError(
                 f"tensor {stored_name!r} reaches element {end_element} of a storage of "
@@ -416,7 +409,7 @@ def _entries(
         addressable = storage_span is not None and itemsize_bits % 8 == 0
         if addressable and _is_contiguous(t.shape, t.stride):
             start = storage_span.start + t.offset * itemsize_bits // 8
-            span = ByteSpan(start, start + _element_extent(t) * itemsize_bits // 8)
+            span = ByteSpan(start, start + element_extent(t.shape, t.stride) * itemsize_bits // 8)
         nested = container and container != "(nested)"
         shown = f"{container}.{stored_name}" if nested else stored_name
         entries.append(PickleEntry(shown, stored_name[len(prefix) :], t.dtype, t.shape, ref, span))

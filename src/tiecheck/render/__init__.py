@@ -7,6 +7,7 @@ sources that could not be opened. Reports reach renderers already filtered by th
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, TextIO
@@ -35,33 +36,21 @@ opened (a CI step uploading the SARIF or JUnit file must find one)."""
 Renderer = Callable[..., None]
 
 
+# Each format's module and function, imported on first use so only ``table`` imports rich.
+_RENDERERS: dict[OutputFormat, tuple[str, str]] = {
+    OutputFormat.TABLE: ("tiecheck.render.table", "render_table"),
+    OutputFormat.JSON: ("tiecheck.render.json_report", "render_json"),
+    OutputFormat.SARIF: ("tiecheck.render.sarif", "render_sarif"),
+    OutputFormat.GITHUB: ("tiecheck.render.github", "render_github"),
+    OutputFormat.JUNIT: ("tiecheck.render.junit", "render_junit"),
+    OutputFormat.MARKDOWN: ("tiecheck.render.markdown", "render_markdown"),
+}
+
+
 def renderer(fmt: OutputFormat) -> Renderer:
     """Look up a renderer; imported lazily so only ``table`` ever imports rich."""
-    if fmt is OutputFormat.TABLE:
-        from tiecheck.render.table import render_table
-
-        return render_table
-    if fmt is OutputFormat.JSON:
-        from tiecheck.render.json_report import render_json
-
-        return render_json
-    if fmt is OutputFormat.SARIF:
-        from tiecheck.render.sarif import render_sarif
-
-        return render_sarif
-    if fmt is OutputFormat.GITHUB:
-        from tiecheck.render.github import render_github
-
-        return render_github
-    if fmt is OutputFormat.JUNIT:
-        from tiecheck.render.junit import render_junit
-
-        return render_junit
-    if fmt is OutputFormat.MARKDOWN:
-        from tiecheck.render.markdown import render_markdown
-
-        return render_markdown
-    raise AssertionError(f"unhandled format {fmt}")  # pragma: no cover
+    module, name = _RENDERERS[fmt]
+    return getattr(importlib.import_module(module), name)
 
 
 def render(
