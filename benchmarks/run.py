@@ -1,7 +1,7 @@
-"""Benchmarks for ``tiecheck inspect``: one command runs them all and checks the requirements.
+"""Benchmarks for ``tiecheck inspect`` and ``fix``: one command runs all, checks requirements.
 
-    python benchmarks/run.py            # full sizes, about 1-2 minutes
-    python benchmarks/run.py --quick    # smaller real-data checkpoints, under a minute
+    python benchmarks/run.py            # full sizes, about 4-5 minutes (fix: ~2.5), ~9 GB of disk
+    python benchmarks/run.py --quick    # smaller real-data checkpoints, about 1.5 minutes
 
 Every measurement runs in a fresh subprocess: wall time with ``perf_counter`` around
 spawn-to-reap; peak RSS from GNU ``/usr/bin/time -f %M`` when it exists, else from the
@@ -33,11 +33,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+if __name__ == "__main__":
+    # bench_fix.py does ``import run``: let it share this module (USE_TIME, CHILD_ENV, Check)
+    # instead of importing a second copy whose globals ``main`` never set.
+    sys.modules.setdefault("run", sys.modules[__name__])
 PY = sys.executable
 MB = 1 << 20
 GB = 1 << 30
@@ -177,8 +182,14 @@ def gnu_time_works() -> bool:
 
 
 def measure(
-    label: str, argv: list[str], repeat: int, ok_codes: tuple[int, ...] = (0,)
+    label: str,
+    argv: list[str],
+    repeat: int,
+    ok_codes: tuple[int, ...] = (0,),
+    after: Callable[[int, Run], None] | None = None,
 ) -> Measurement:
+    """``after(i, run)`` is called after every run (``i`` = 0 for the warm-up), untimed: to
+    check what a run wrote and delete it before the next one."""
     m = Measurement(label, argv)
     for i in range(repeat + 1):  # the first run warms caches and is not counted
         run = spawn(argv)
@@ -186,12 +197,18 @@ def measure(
             raise BenchmarkError(
                 f"{label}: exit {run.returncode} from {' '.join(argv)}\n{run.stderr[-2000:]}"
             )
+        if after is not None:
+            after(i, run)
         if i:
             m.runs.append(run.seconds)
             m.rss_kb.append(run.rss_kb)
         m.output = run.stdout
-    print(f"  {label:<46} {m.seconds * 1000:8.0f} ms  {m.rss_mb:7.1f} MB peak RSS", flush=True)
+    print_measurement(m)
     return m
+
+
+def print_measurement(m: Measurement) -> None:
+    print(f"  {m.label:<46} {m.seconds * 1000:8.0f} ms  {m.rss_mb:7.1f} MB peak RSS", flush=True)
 
 
 def tiecheck(source: Path, *, no_data: bool = False) -> list[str]:
@@ -446,6 +463,35 @@ def versions() -> str:
     return ", ".join(found)
 
 
+def configure(workdir: Path, title: str, quick: bool, repeat: int) -> Path:
+    """Make the work dir, pick the RSS method and the children's environment, print a header."""
+    global USE_TIME, CHILD_ENV
+    workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=workdir))
+    CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    USE_TIME = gnu_time_works()
+    how = "GNU /usr/bin/time -f %M" if USE_TIME else "os.wait4 rusage (driver's peak is a floor)"
+    free = shutil.disk_usage(work).free
+    print(
+        f"{title}{' (--quick)' if quick else ''}: {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, {platform.machine()}, {versions()}"
+    )
+    print(f"work dir {work} ({size(free)} free); median of {repeat} runs after 1 warm-up")
+    print(f"peak RSS via {how}; bytecode cached in the work dir")
+    return work
+
+
+def print_checks(checks: list[Check]) -> float:
+    """The requirements summary; returns the driver's own peak RSS (MB)."""
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("\nrequirements" + ("" if USE_TIME else f" (RSS floor: the driver's {floor:.1f} MB)"))
+    for c in checks:
+        status = "n/a (--quick)" if c.ok is None else "PASS" if c.ok else "FAIL"
+        print(f"  {status:<13} {c.name:<48} {c.value:>10}  (want {c.limit})")
+    return floor
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller real-data checkpoints")
@@ -460,20 +506,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
     args = parser.parse_args()
 
-    global USE_TIME, CHILD_ENV
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=args.workdir))
-    CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    USE_TIME = gnu_time_works()
-    how = "GNU /usr/bin/time -f %M" if USE_TIME else "os.wait4 rusage (driver's peak is a floor)"
-    free = shutil.disk_usage(work).free
-    print(
-        f"tiecheck benchmarks{' (--quick)' if args.quick else ''}: {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}, {versions()}"
-    )
-    print(f"work dir {work} ({size(free)} free); median of {args.repeat} runs after 1 warm-up")
-    print(f"peak RSS via {how}; bytecode cached in the work dir")
+    from bench_fix import bench_fix  # after the sys.modules alias above
+
+    work = configure(args.workdir, "tiecheck benchmarks", args.quick, args.repeat)
     started = time.perf_counter()
     results: dict[str, object] = {"quick": args.quick, "repeat": args.repeat}
     checks: list[Check] = []
@@ -486,6 +521,7 @@ def main() -> int:
             ("no_data", bench_no_data(work, max(args.repeat, 5), base)),
             ("full", bench_full(work, args.repeat, args.quick)),
             ("shard_sizes", bench_shard_sizes(work, args.repeat, args.quick)),
+            ("fix", bench_fix(work, args.repeat, args.quick)),
         ):
             results[key] = res
             checks += chk
@@ -498,11 +534,7 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("\nrequirements" + ("" if USE_TIME else f" (RSS floor: the driver's {floor:.1f} MB)"))
-    for c in checks:
-        status = "n/a (--quick)" if c.ok is None else "PASS" if c.ok else "FAIL"
-        print(f"  {status:<13} {c.name:<48} {c.value:>10}  (want {c.limit})")
+    floor = print_checks(checks)
     elapsed = time.perf_counter() - started
     print(f"total {elapsed:.0f} s")
     results.update(checks=[asdict(c) for c in checks], seconds=elapsed, driver_rss_mb=floor)

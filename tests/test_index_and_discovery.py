@@ -332,10 +332,12 @@ def test_shard_that_is_not_safetensors_is_tc001_and_others_still_read(tmp_path: 
 
 
 def test_symlinked_shards_are_followed(tmp_path: Path) -> None:
-    # the Hugging Face cache layout: snapshot files are symlinks into blobs/
-    blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshot"
+    # the Hugging Face cache layout: snapshots/<revision>/ files are symlinks into blobs/, the
+    # one place outside a model folder a shard may lead (tests/corpus has links elsewhere)
+    repo = tmp_path / "models--org--name"
+    blobs, snapshot = repo / "blobs", repo / "snapshots" / ("0" * 40)
     tensors = sharded_model(blobs, seed=9)
-    snapshot.mkdir()
+    snapshot.mkdir(parents=True)
     for p in blobs.iterdir():
         (snapshot / p.name).symlink_to(os.path.relpath(p, snapshot))
     report = tiecheck.inspect(snapshot)

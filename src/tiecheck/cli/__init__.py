@@ -315,7 +315,7 @@ def inspect_command(
     if run.reports or fmt in RUN_FORMATS:
         if output is not None:
             try:
-                with output.open("w", encoding="utf-8") as out:
+                with output.open("w", encoding="utf-8", errors="backslashreplace") as out:
                     render(run.reports, fmt, out, verbose=verbose, run=run)
             except OSError as e:
                 _err(f"error: cannot write {output}: {e.strerror or e}")
@@ -519,6 +519,12 @@ def schema_command() -> None:
 
 def main() -> None:
     """Console entry point; turns any unexpected failure into exit 2 without a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        # Names read from a checkpoint may hold lone surrogates (pickled strings can): print
+        # them escaped instead of failing to encode them.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         app()
     except KeyboardInterrupt:

@@ -173,6 +173,8 @@ def plan_source(source: str) -> Plan:
             return plan_file(path, source)
     except PermissionError as e:
         raise SourceError(f"{source}: permission denied") from e
+    if path.exists():
+        raise SourceError(f"{source}: not a regular file or folder (a FIFO, socket or device)")
     if path.is_symlink():
         raise SourceError(f"{source}: broken symbolic link (its target does not exist)")
     raise SourceError(f"{source}: no such file or folder")

@@ -63,6 +63,8 @@ def parse_json_objects(
         )
     except RecursionError as e:
         raise FormatError("JSON is nested too deeply to parse") from e
+    except MemoryError as e:
+        raise FormatError("JSON needs more memory to parse than is available") from e
     except ValueError as e:
         raise FormatError(f"invalid JSON: {e}") from e
     return value, duplicates

@@ -6,6 +6,7 @@ is still read, so a report always says everything that is wrong, not just the fi
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,25 @@ def _display(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def _outside_folder(folder: Path, path: Path) -> Path | None:
+    """Where a shard really is when that is outside the model folder (else None).
+
+    An index names shards relative to its folder; a shard that is a symbolic link elsewhere
+    would let a repository make a CI job read, and report on, any file on the machine. The
+    one layout where links leave the folder by design is the Hugging Face cache:
+    ``snapshots/<revision>/...`` links into the same repository's ``blobs/``.
+    """
+    real_folder, target = folder.resolve(), path.resolve()
+    if target.is_relative_to(real_folder):
+        return None
+    for ancestor in (real_folder, *real_folder.parents):
+        if ancestor.parent.name == "snapshots":
+            if target.parent == ancestor.parent.parent / "blobs":
+                return None
+            break
+    return target
 
 
 class RemoteFiles(Protocol):
@@ -77,7 +97,12 @@ class _Loader:
             self._read_remote(path, name, is_pickle)
             return
         try:
-            size = path.stat().st_size
+            st = path.stat()
+            if stat.S_ISDIR(st.st_mode):
+                raise FormatError("is a folder, not a file")
+            if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block; a device never ends
+                raise FormatError("is not a regular file (a FIFO, socket or device); not opened")
+            size = st.st_size
             if is_pickle:
                 self._read_pickle(path, name, size)
             else:
@@ -169,6 +194,15 @@ class _Loader:
             name = _display(path, self.plan.root)
             if not self._exists(path, name):
                 self.missing_shard(index, shard, name)
+                continue
+            outside = None if self.remote is not None else _outside_folder(folder, path)
+            if outside is not None:
+                self.invalid(
+                    name,
+                    FormatError(
+                        f"is a symbolic link to {outside}, outside the model folder; not read"
+                    ),
+                )
                 continue
             self.read_weight_file(path, name)
 

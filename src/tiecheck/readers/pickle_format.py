@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import io
 import itertools
+import math
 import os
 import pickle
 import struct
@@ -33,6 +34,16 @@ MAX_PICKLE_BYTES = 1 << 30
 
 MAX_PICKLE_READ = 64 << 20
 """Largest single read the unpickler may ask for; state dicts never hold big byte strings."""
+
+MAX_COMPRESSED_PICKLE = 8 << 20
+"""Limit for a *deflated* data.pkl (torch.save stores it uncompressed; torch.load reads either):
+about 30,000 tensors. Unpickling can take ~80x its input in memory (each one-byte EMPTY_LIST
+opcode is a list object), so 8 MB inflated from a few KB is the most a zip bomb gets."""
+
+MAX_EXPANDED_BYTES = 1 << 30
+"""Budget, per file, for the values of views that overlap themselves (stride 0: an ``expand``).
+Their values are read one by one, so a 4-byte storage viewed as (2**20, 2**20) would cost
+4 TiB of reading for a 1 KB file. Real checkpoints hold such views rarely, and small."""
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 ZIP_MAGIC = b"PK\x03\x04"
@@ -93,15 +104,33 @@ CONTAINER_KEYS = (
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.")
 
 
+def _refuse_state(self: object, _state: object) -> None:
+    """``__setstate__`` of every stand-in: the pickle BUILD opcode may not change them.
+
+    BUILD writes straight into an object's ``__dict__`` (frozen dataclasses included) unless it
+    has a ``__setstate__``. Without this, a pickle could rewrite a storage record's dtype or
+    size after it was checked, or the shared ``torch.float32`` stand-in for every later file.
+    torch.save never emits BUILD for tensors, storages, dtypes or rebuild functions.
+    """
+    raise FormatError(
+        f"pickle tries to set the state of {type(self).__name__.lstrip('_')!r}, which no "
+        "torch checkpoint does"
+    )
+
+
 @dataclass(frozen=True)
 class _StorageType:
     dtype: str | None
     """None for ``UntypedStorage``, whose tensors carry their dtype separately."""
 
+    __setstate__ = _refuse_state
+
 
 @dataclass(frozen=True)
 class _DType:
     code: str
+
+    __setstate__ = _refuse_state
 
 
 @dataclass
@@ -112,6 +141,8 @@ class _Storage:
     untyped: bool = False
     """pickled as ``UntypedStorage``: its size (and a legacy file's count) is in bytes."""
 
+    __setstate__ = _refuse_state
+
 
 @dataclass
 class PickledTensor:
@@ -120,6 +151,8 @@ class PickledTensor:
     shape: tuple[int, ...]
     stride: tuple[int, ...]
     dtype: str
+
+    __setstate__ = _refuse_state
 
 
 def _ints(value: Any, what: str) -> tuple[int, ...]:
@@ -173,6 +206,8 @@ def _rebuild_from_type_v2(func, _new_type, args, _state):  # type: ignore[no-unt
 class _Marker:
     """Stand-in for an allowed class that is only ever referenced, never instantiated."""
 
+    __setstate__ = _refuse_state
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -188,11 +223,22 @@ def _codecs_encode(text, encoding="utf-8"):  # type: ignore[no-untyped-def]
     return codecs.encode(text, encoding)
 
 
+def _bytearray(*args):  # type: ignore[no-untyped-def]
+    # bytearray pickles as bytearray(bytes) or, in protocol 2, bytearray(str, "latin-1"); an
+    # integer argument would allocate that many zero bytes for a few bytes of pickle.
+    if args and not isinstance(args[0], (bytes, str)):
+        raise FormatError("bytearray rebuilt from something other than its bytes")
+    try:
+        return bytearray(*args)
+    except (TypeError, LookupError) as e:
+        raise FormatError(f"unexpected arguments to bytearray: {e}") from e
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
     ("_codecs", "encode"): _codecs_encode,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
@@ -209,9 +255,19 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 _ALLOWED.update({("torch", k): _StorageType(v) for k, v in _STORAGE_DTYPES.items()})
 _ALLOWED.update({("torch", k): _DType(v) for k, v in _TORCH_DTYPES.items()})
+for _callable in _ALLOWED.values():
+    if callable(_callable) and not isinstance(_callable, type):
+        # plain functions take BUILD into their __dict__ too; the refusal must be found there
+        _callable.__setstate__ = _refuse_state.__get__(_callable)  # type: ignore[attr-defined]
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler, on purpose: the C one sizes its memo table from the index a
+    LONG_BINPUT opcode names (5 bytes of pickle made it allocate and zero 18 GB) and allocates
+    the size a BINBYTES8 claims before reading. This one keeps its memo in a dict and reads
+    through ``_BoundedReader``; it is as fast here, since every global and persistent id
+    already calls back into Python."""
+
     def __init__(self, stream: BinaryIO, *, legacy: bool) -> None:
         super().__init__(stream)
         self.legacy = legacy
@@ -388,6 +444,7 @@ def _entries(
 ) -> tuple[list[PickleEntry], str]:
     prefix = strip_wrapper_prefix(list(tensors))
     entries = []
+    expanded = 0
     for stored_name, t in tensors.items():
         itemsize_bits = DTYPE_BITS[t.dtype]
         storage_span = spans[t.storage.key]
@@ -397,6 +454,16 @@ def _entries(
                 f"tensor {stored_name!r} reaches element {end_element} of a storage of "
                 f"{t.storage.nbytes} bytes"
             )
+        logical = math.prod(t.shape) * itemsize_bits // 8
+        if logical > t.storage.nbytes:  # only a view that overlaps itself (a stride of 0)
+            expanded += logical
+            if expanded > MAX_EXPANDED_BYTES:
+                raise FormatError(
+                    f"tensor {stored_name!r} (shape {list(t.shape)}, stride {list(t.stride)}) "
+                    f"repeats a {t.storage.nbytes}-byte storage into {logical:,} bytes of "
+                    "values; refusing to expand self-overlapping views past "
+                    f"{MAX_EXPANDED_BYTES:,} bytes per file"
+                )
         ref = StorageRef(
             key=t.storage.key,
             dtype=t.storage.dtype or t.dtype,
@@ -429,6 +496,8 @@ def read_pickle(path: Path) -> PickleCheckpoint:
         raise FormatError("is a folder, not a file") from e
     except OSError as e:
         raise FormatError(f"cannot read: {e.strerror or e}") from e
+    except MemoryError as e:  # never a state dict: those are small beside their tensors
+        raise FormatError("needs more memory to read than any state dict would") from e
     except _CORRUPT_ZIP as e:
         # a damaged archive (bit rot, a partial download) is an invalid file, not a crash
         raise FormatError(f"corrupt zip archive: {type(e).__name__}: {e}") from e
@@ -462,15 +531,26 @@ def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:
             f"found {len(pickles)})"
         )
     root = pickles[0].filename[: -len("data.pkl")]
-    byteorder = next((i for i in infos if i.filename == root + "byteorder"), None)
-    if byteorder is not None and archive.read(byteorder).strip() not in (b"little", b""):
-        raise FormatError("big-endian checkpoints are not supported")
     _check_records(infos, f, file_size)
-    if pickles[0].file_size > MAX_PICKLE_BYTES:
-        raise FormatError(f"data.pkl claims {pickles[0].file_size} bytes; refusing to load it")
+    byteorder = next((i for i in infos if i.filename == root + "byteorder"), None)
+    if byteorder is not None:
+        _check_compression(byteorder)
+        with archive.open(byteorder) as member:  # a few bytes, however large it claims to be
+            order = member.read(16)
+        if order.strip() not in (b"little", b""):
+            raise FormatError("big-endian checkpoints are not supported")
+    _check_compression(pickles[0])
+    limit = MAX_PICKLE_BYTES
+    if pickles[0].compress_type != zipfile.ZIP_STORED:
+        limit = MAX_COMPRESSED_PICKLE
+    if pickles[0].file_size > limit:
+        raise FormatError(
+            f"data.pkl claims {pickles[0].file_size} bytes"
+            f"{' (compressed)' if limit == MAX_COMPRESSED_PICKLE else ''}; refusing to load it"
+        )
     try:
         with archive.open(pickles[0]) as member:
-            raw = member.read(MAX_PICKLE_BYTES + 1)
+            raw = member.read(limit + 1)  # zipfile inflates up to what is asked, not declared
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
         raise FormatError(f"cannot read data.pkl: {e}") from e
     obj, unpickler = _unpickle(io.BytesIO(raw), legacy=False, limit=len(raw))
@@ -489,6 +569,17 @@ def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:
         spans[key] = _record_span(info, f) if info.compress_type == zipfile.ZIP_STORED else None
     entries, prefix = _entries(tensors, spans, container)
     return PickleCheckpoint(FileFormat.PYTORCH_ZIP, entries, container, prefix)
+
+
+def _check_compression(info: zipfile.ZipInfo) -> None:
+    """Only stored (what torch writes) and deflated records are ever decompressed: zipfile
+    inflates bzip2 and LZMA a whole block at a time, so 800 bytes can become 1 GB in one call
+    whatever the record claims."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise FormatError(
+            f"zip record {info.filename!r} uses compression method {info.compress_type}, which "
+            "torch never writes; not decompressed"
+        )
 
 
 def _record_span(info: zipfile.ZipInfo, f: BinaryIO) -> ByteSpan:

@@ -13,6 +13,7 @@ bytes of a range request.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,27 @@ def _entry(name: str, info: object, data_start: int) -> HeaderEntry:
     return HeaderEntry(name, dtype, shape, ByteSpan(data_start + begin, data_start + end))  # type: ignore[arg-type]
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Python's json accepts ``"\\ud800"`` alone; serde_json (the loader) does not."""
+    stack = [value]
+    while stack:  # iterative: the header may be nested as deep as json allowed
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def parse_header(raw: bytes, file_size: int) -> SafetensorsHeader:
     """Validate header JSON ``raw`` (the bytes after the length prefix) against the file size."""
     data_start = 8 + len(raw)
@@ -127,6 +149,11 @@ def parse_header(raw: bytes, file_size: int) -> SafetensorsHeader:
     value, repeated = parse_json_objects(raw, parse_int=_parse_int)
     if not isinstance(value, dict):
         raise FormatError(f"header is a JSON {type(value).__name__}, not an object")
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+        raise FormatError(
+            "header holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), "
+            "which the loader refuses as invalid JSON"
+        )
     # The loader keeps the last of two tensors with one name (reported as TC006), and the last
     # of two metadata keys, but refuses a repeated __metadata__ or a field repeated in an entry.
     duplicates = repeated.get(id(value), [])

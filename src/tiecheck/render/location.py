@@ -129,4 +129,4 @@ def fingerprint(finding: Finding, location: Location) -> str:
     """A stable id for a finding across runs: rule, file and tensor names, not the message
     (whose numbers change) nor the line."""
     text = "\0".join([finding.code, location.display, *finding.keys])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

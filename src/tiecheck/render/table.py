@@ -107,7 +107,9 @@ def render_table(
 ) -> None:
     # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
     width = None if out.isatty() else 120
-    console = Console(file=out, highlight=False, soft_wrap=False, width=width)
+    # No markup: tensor and file names come from the checkpoint, and "[/]" in one would
+    # otherwise be parsed as a closing tag (a MarkupError) or restyle the report.
+    console = Console(file=out, highlight=False, soft_wrap=False, width=width, markup=False)
     for i, report in enumerate(reports):
         if i:
             console.rule()

@@ -82,9 +82,13 @@ def _check_space(folder: Path, needed: int) -> None:
 
 
 def _write_json(path: Path, value: object) -> None:
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate read from a JSON escape: write escapes back
+        text = json.dumps(value, indent=2, ensure_ascii=True)
     with path.open("x", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+        f.write(text + "\n")
         f.flush()
         os.fsync(f.fileno())
 

