@@ -216,6 +216,51 @@ def test_the_libraries_agree_with_the_corpus() -> None:
     ]
 
 
+def test_fix_refuses_names_a_safetensors_header_cannot_hold(tmp_path: Path) -> None:
+    """A pickled name with a lone surrogate (torch.load reads it) cannot be written as UTF-8
+    JSON: fix refuses before writing (it was an internal error, exit 2, mid-write)."""
+    tensor = GEN.p_tensor(GEN.p_storage("0", 4, legacy=False), (2, 2))
+    data = GEN.p_state_dict(
+        ("model.embed_tokens.weight", tensor),
+        ("lm_head.weight", tensor),
+        ("x\ud800", GEN.p_tensor(GEN.p_storage("1", 4, legacy=False), (4,))),
+    )
+    source = tmp_path / "pytorch_model.bin"
+    source.write_bytes(GEN.zip_state(data, {"0": GEN.F32_4, "1": GEN.F32_4}))
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "fix", str(source), "--to", "tied", "-o", str(out)],
+        capture_output=True,
+        timeout=120,
+    )
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2, err
+    assert err.startswith("tiecheck: error: tensor name") and "internal error" not in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_fix_keeps_a_config_value_with_a_lone_surrogate(tmp_path: Path) -> None:
+    """Python's json reads "\\ud800" in a config; fix writes it back as the same escape."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    import tiecheck
+
+    emb = np.arange(64, dtype=np.float32).reshape(16, 4)
+    src = tmp_path / "src"
+    src.mkdir()
+    save_file(
+        {"model.embed_tokens.weight": emb, "lm_head.weight": emb.copy()},
+        str(src / "model.safetensors"),
+    )
+    (src / "config.json").write_text(
+        '{"model_type": "llama", "tie_word_embeddings": true, "note": "\\ud800"}'
+    )
+    result = tiecheck.fix(src, to="tied", output=tmp_path / "out")
+    assert result.after is not None and result.after.verdict.value == "tied"
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["note"] == "\ud800"
+
+
 @pytest.mark.parametrize("case", sorted(EXPECTED))
 def test_case(corpus: CorpusRunner, case: str) -> None:
     expected = EXPECTED[case]

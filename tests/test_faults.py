@@ -179,13 +179,19 @@ def kill_points(calls: list[str], count: int) -> list[KillPoint]:
     return points
 
 
-def delay_points(command: list[str], count: int) -> list[KillPoint]:
+def _duration(command: list[str]) -> float:
     started = time.monotonic()
     subprocess.run(command, capture_output=True, env=child_env(), timeout=120, check=True)
-    duration = time.monotonic() - started
+    return time.monotonic() - started
+
+
+def delay_points(command: list[str], count: int) -> list[KillPoint]:
+    """Delays spread over the part of an uninterrupted run after interpreter start-up."""
+    startup = _duration([sys.executable, "-m", "tiecheck", "--version"])
+    duration = _duration(command)
     return [
-        KillPoint(None, 0, delay=duration * f, label=f"after {duration * f * 1000:.0f} ms")
-        for f in np.linspace(0.1, 1.0, count)
+        KillPoint(None, 0, delay=d, label=f"after {d * 1000:.0f} ms")
+        for d in np.linspace(startup, duration * 0.95, count)
     ]
 
 
@@ -283,7 +289,9 @@ def test_kill_9_at_many_points_of_a_multi_shard_rewrite(tmp_path: Path) -> None:
         assert tiecheck.inspect(folder, expect="untied").verdict.value == "untied", where
 
     kills = sum(killed)
-    assert kills >= 20, f"only {kills} of {len(jobs)} runs were killed before finishing"
+    # exact syscall points always kill; timed ones (no strace) may land after the end
+    needed = 20 if in_place_points[0].syscall is not None else len(jobs) // 2
+    assert kills >= needed, f"only {kills} of {len(jobs)} runs were killed before finishing"
 
 
 # -- the source changing under fix --------------------------------------------------------------

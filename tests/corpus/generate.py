@@ -608,6 +608,17 @@ symlink_case("shard-symlink-out-of-folder", f"../../valid/{'tiny.safetensors'}")
 symlink_case("shard-symlink-to-etc-passwd", "/etc/passwd")
 
 
+def _symlink_inside(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / INDEX).write_text(index_json({"w": SHARD}))
+    write(folder / "blobs" / "tiny.safetensors", VALID_ST)
+    (folder / SHARD).symlink_to("blobs/tiny.safetensors")
+
+
+# a link that stays inside the model folder is read as usual
+CASES["valid/shard-symlink-inside-folder"] = _symlink_inside
+
+
 # -- built at test time
 
 

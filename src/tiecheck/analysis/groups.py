@@ -8,6 +8,8 @@ embedding-like and head-like names of the same shape, so unknown families still 
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -69,14 +71,25 @@ def _regex(pattern: str, prefix: str | None = None) -> re.Pattern[str]:
     return re.compile(f"^{head}{body}$")
 
 
-def _sidecars(name: str, names: set[str]) -> dict[str, str]:
+@functools.lru_cache(maxsize=2)
+def _ordered(names: frozenset[str]) -> list[str]:
+    return sorted(names)
+
+
+def _sidecars(name: str, names: frozenset[str]) -> dict[str, str]:
     base = name[: -len(".weight")] if name.endswith(".weight") else name
     found = {s: base + s for s in SIDECAR_SUFFIXES if base + s in names}
-    found.update({n[len(base) :]: n for n in names if n.startswith(name + ".")})
+    # Names under ``name.``: a range of the sorted names, not a scan of all of them (a scan
+    # per member made 10,000 embeddings take minutes).
+    ordered, prefix = _ordered(names), name + "."
+    i = bisect.bisect_left(ordered, prefix)
+    while i < len(ordered) and ordered[i].startswith(prefix):
+        found[ordered[i][len(base) :]] = ordered[i]
+        i += 1
     return found
 
 
-def _expected(pattern: str, prefix: str, names: set[str]) -> str:
+def _expected(pattern: str, prefix: str, names: frozenset[str]) -> str:
     """The stored name for a layout pattern under a prefix, or the name a loader would expect."""
     if "#" not in pattern:
         return prefix + pattern
@@ -86,7 +99,7 @@ def _expected(pattern: str, prefix: str, names: set[str]) -> str:
 
 
 def _groups_for_layout(
-    layout: Layout, family: Family, prefix: str, names: set[str]
+    layout: Layout, family: Family, prefix: str, names: frozenset[str]
 ) -> list[TieGroup]:
     embedding = prefix + layout.embedding
     members = [Member(embedding, Role.EMBEDDING, _sidecars(embedding, names))]
@@ -110,7 +123,7 @@ def _groups_for_layout(
     return groups
 
 
-def _match_embeddings(families: tuple[Family, ...], names: set[str]) -> list[TieGroup]:
+def _match_embeddings(families: tuple[Family, ...], names: frozenset[str]) -> list[TieGroup]:
     """Groups for every stored embedding (or architecture alias of one) a layout recognises.
 
     Layouts whose head is also stored are tried first: without a config, Whisper's
@@ -141,7 +154,7 @@ def _match_embeddings(families: tuple[Family, ...], names: set[str]) -> list[Tie
     return groups
 
 
-def _match_heads(family: Family, names: set[str]) -> list[TieGroup]:
+def _match_heads(family: Family, names: frozenset[str]) -> list[TieGroup]:
     """Heads stored without any embedding (TC104): only meaningful once the family is known."""
     found: list[list[TieGroup]] = []
     for layout in family.layouts:
@@ -175,7 +188,7 @@ _NOT_VOCAB = re.compile(r"pos|position|patch|token_type|segment|time|type_embed"
 
 def _heuristic(tensors: dict[str, TensorInfo]) -> list[TieGroup]:
     """Unknown family: pair each embedding-like 2-D tensor with a head-like one of its shape."""
-    names = set(tensors)
+    names = frozenset(tensors)
     groups = []
     for name in sorted(names):
         info = tensors[name]
@@ -202,7 +215,7 @@ def _heuristic(tensors: dict[str, TensorInfo]) -> list[TieGroup]:
 
 def find_groups(tensors: dict[str, TensorInfo], family: Family | None) -> list[TieGroup]:
     """Tie groups, trying the config's family first, then every family, then the heuristic."""
-    names = set(tensors)
+    names = frozenset(tensors)
     if family is not None:
         groups = _match_embeddings((family,), names) or _match_heads(family, names)
         if groups:
