@@ -35,6 +35,7 @@ from .helpers import (  # noqa: E402
 KNOWN = sorted(t for f in FAMILIES for t in f.model_types if t in transformers.CONFIG_MAPPING)
 WITH_HEAD = [t for t in KNOWN if lm_class_for(t) is not None]
 
+
 def _flag(model_type: str, **kwargs: bool) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
