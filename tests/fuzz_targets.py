@@ -26,6 +26,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 import tiecheck
+from core_helpers import library_opens
 from tiecheck.errors import FormatError
 from tiecheck.readers.index_format import read_index
 from tiecheck.readers.pickle_format import _ALLOWED, read_pickle
@@ -33,17 +34,6 @@ from tiecheck.readers.safetensors_format import header_length, parse_header, rea
 
 # ---------------------------------------------------------------------------------------------
 # targets
-
-
-def _library_opens(path: Path) -> bool:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            list(f.keys())
-    except Exception:
-        return False
-    return True
 
 
 def safetensors_target(data: bytes, scratch: Path) -> str:
@@ -62,7 +52,7 @@ def safetensors_target(data: bytes, scratch: Path) -> str:
     except FormatError:
         ours = False
     assert ours == from_bytes, "parse_header and read_header disagree"
-    theirs = _library_opens(path)
+    theirs = library_opens(path)
     assert ours == theirs, f"tiecheck {'accepts' if ours else 'refuses'} what safe_open " + (
         "refuses" if ours else "opens"
     )

@@ -135,11 +135,14 @@ def _match_embeddings(families: tuple[Family, ...], names: frozenset[str]) -> li
     candidates = [(f, layout) for f in families for layout in f.layouts]
     # Longer patterns first, so 'transformer.wte.weight' is not read as prefix + 'wte.weight'.
     candidates.sort(key=lambda fl: -len(fl[1].embedding))
+    ordered = _ordered(names)
     for require_head in (True, False):
         for family, layout in candidates:
             for pattern in (layout.embedding, *layout.aliases):
                 regex = _regex(pattern)
-                for name in sorted(names - claimed):
+                for name in ordered:
+                    if name in claimed:
+                        continue
                     match = regex.match(name)
                     if not match:
                         continue
@@ -160,7 +163,7 @@ def _match_heads(family: Family, names: frozenset[str]) -> list[TieGroup]:
     for layout in family.layouts:
         groups: list[TieGroup] = []
         regex = _regex(layout.head)
-        for name in sorted(names):
+        for name in _ordered(names):
             match = regex.match(name)
             if match:
                 groups += _groups_for_layout(layout, family, match["prefix"], names)
