@@ -16,11 +16,13 @@ Targets and input strategies are those of the property tests (``tests/fuzz_targe
   change its source).
 
 Hypothesis generates the inputs (budget per round, rounds until the time is up, a new seed each
-round). Every input runs under a per-input time limit and the process under an address-space
-limit, so a hang or an unbounded allocation is a finding too. Each distinct failure (exception
-type and the line it came from) is saved once, as ``fuzz/crashes/<target>-<id>.bin`` (the
-input) and ``.txt`` (traceback and the command that replays it). At the end the counts of
-inputs per target and outcome are printed, and written to ``fuzz/last-run.json``.
+round). Every input runs under a per-input time limit (20 s), one that raises the process's
+peak memory by more than 256 MB is a finding too, and the process runs under an 8 GiB
+address-space limit (so a runaway allocation stops there rather than at the machine's).
+Each distinct failure (exception type and the line it came from) is saved once, as
+``fuzz/crashes/<target>-<id>.bin`` (the input) and ``.txt`` (traceback and the command that
+replays it). At the end the counts of inputs per target and outcome are printed, and
+written to ``fuzz/last-run.json``.
 Exit code 1 when anything crashed.
 """
 
@@ -70,9 +72,18 @@ def _signature(target: str, error: BaseException) -> str:
     return f"{target}:{type(error).__name__}:{place}"
 
 
+class MemoryPeak(Exception):
+    """One input raised the process's peak memory by more than the allowed growth."""
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class Fuzzer:
-    def __init__(self, per_input: float) -> None:
+    def __init__(self, per_input: float, max_growth_mb: float) -> None:
         self.per_input = per_input
+        self.max_growth_mb = max_growth_mb
         self.inputs: Counter[str] = Counter()
         self.outcomes: dict[str, Counter[str]] = {name: Counter() for name in TARGETS}
         self.crashes: dict[str, Path] = {}
@@ -83,6 +94,7 @@ class Fuzzer:
         """Run one input; returns its outcome ("crash" when the target's contract broke)."""
         self.inputs[target] += 1
         started = time.monotonic()
+        peak_before = _peak_rss_mb()
         with tempfile.TemporaryDirectory() as scratch:
             signal.setitimer(signal.ITIMER_REAL, self.per_input)
             try:
@@ -93,6 +105,10 @@ class Fuzzer:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         self.slowest[target] = max(self.slowest[target], time.monotonic() - started)
+        grew = _peak_rss_mb() - peak_before
+        if grew > self.max_growth_mb and outcome != "crash":  # a new high-water mark
+            outcome = "crash"
+            self.record(target, data, MemoryPeak(f"peak memory grew {grew:.0f} MB"))
         self.outcomes[target][outcome] += 1
         return outcome
 
@@ -155,7 +171,10 @@ def main() -> int:
     parser.add_argument("--round", type=int, default=2000, help="inputs per hypothesis round")
     parser.add_argument("--seed", type=int, default=0, help="first round's seed")
     parser.add_argument("--per-input", type=float, default=20.0, help="seconds per input")
-    parser.add_argument("--memory-mb", type=int, default=4096, help="address-space limit")
+    parser.add_argument("--memory-mb", type=int, default=8192, help="address-space limit")
+    parser.add_argument(
+        "--growth-mb", type=float, default=256, help="peak memory one input may add (a crash)"
+    )
     parser.add_argument("--replay", type=Path, help="run one saved input and show what happens")
     args = parser.parse_args()
 
@@ -170,7 +189,7 @@ def main() -> int:
     model_folder_files()
     _limit_memory(args.memory_mb)
 
-    fuzzer = Fuzzer(args.per_input)
+    fuzzer = Fuzzer(args.per_input, args.growth_mb)
     started = time.monotonic()
     share = args.minutes * 60 / len(targets)
     round_seed = args.seed

@@ -309,6 +309,12 @@ def pickle_token(draw: st.DrawFn) -> bytes:
         value = draw(st.integers(-(2**70), 2**70))
         raw = value.to_bytes((value.bit_length() + 8) // 8 or 1, "little", signed=True)
         return b"\x8a" + bytes([len(raw)]) + raw
+    if kind == 5:  # opcodes that carry a size or an index: claims, not data
+        claim = draw(st.sampled_from([0, 3, 2**16, 2**31 - 1, 2**32 - 1, 3 * 10**9, 2**62]))
+        opcode = draw(st.sampled_from([b"\x8e", b"\x96", b"\x8d", b"\x95"]))  # 8-byte sizes
+        if draw(st.booleans()):
+            return b"r" + struct.pack("<I", min(claim, 2**32 - 1))  # LONG_BINPUT
+        return opcode + struct.pack("<Q", claim) + draw(st.binary(max_size=4))
     # structure: containers, calls, persistent ids, BUILD, memo
     return draw(
         st.sampled_from(

@@ -39,6 +39,9 @@ EXPECTED: dict[str, dict[str, Any]] = tomllib.loads(
 )
 MEMORY_LIMIT = 1 << 30
 TIMEOUT = 30.0
+MAX_RSS_MB = 128
+"""Peak resident memory allowed for a case (the CLI itself takes ~35 MB); EXPECTED.toml may
+raise it for a case whose content is large (``max_rss_mb``)."""
 
 
 def _generator() -> ModuleType:
@@ -63,20 +66,39 @@ class Outcome:
     stdout: str
     stderr: str
     seconds: float
+    peak_rss_mb: float | None
+    """the child's peak resident memory (None where /proc is not available)."""
     workdir: Path
 
     def findings(self) -> list[dict[str, Any]]:
         return json.loads(self.stdout)["findings"] if self.stdout.strip() else []
 
 
+# ``python -m tiecheck`` (runpy.run_module is what -m runs), reporting the peak resident memory
+# of this process image at exit: VmHWM, since ru_maxrss also counts the forked test runner.
+CLI = """\
+import atexit, os, runpy, sys
+def report():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["TIECHECK_TEST_PEAK"], "w") as out:
+        out.write(peak)
+if os.path.exists("/proc/self/status"):
+    atexit.register(report)
+sys.argv[0] = "tiecheck"
+runpy.run_module("tiecheck", run_name="__main__", alter_sys=True)
+"""
+
+
 def _run(source: Path, fmt: str, workdir: Path) -> Outcome:
     workdir.mkdir(parents=True)
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    peak = workdir.with_name(workdir.name + ".peak")  # beside: workdir must stay empty
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "TIECHECK_TEST_PEAK": str(peak)}
     env.pop("TIECHECK_DEBUG", None)
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "tiecheck", "inspect", str(source), "--format", fmt, "-q"],
+            [sys.executable, "-c", CLI, "inspect", str(source), "--format", fmt, "-q"],
             capture_output=True,
             cwd=workdir,
             env=env,
@@ -84,10 +106,12 @@ def _run(source: Path, fmt: str, workdir: Path) -> Outcome:
             timeout=TIMEOUT,
         )
     except subprocess.TimeoutExpired as e:
-        return Outcome(None, "", (e.stderr or b"").decode(errors="replace"), TIMEOUT, workdir)
+        err = (e.stderr or b"").decode(errors="replace")
+        return Outcome(None, "", err, TIMEOUT, None, workdir)
+    peak_mb = int(peak.read_text()) / 1024 if peak.exists() else None
     # surrogates in names are printed escaped; decode leniently so the test sees the rest
     out, err = (s.decode("utf-8", "replace") for s in (done.stdout, done.stderr))
-    return Outcome(done.returncode, out, err, time.monotonic() - started, workdir)
+    return Outcome(done.returncode, out, err, time.monotonic() - started, peak_mb, workdir)
 
 
 class CorpusRunner:
@@ -286,6 +310,10 @@ def test_case(corpus: CorpusRunner, case: str) -> None:
         if outcome.code == 2:
             messages = [outcome.stderr]
         assert any(expected["message"] in m for m in messages), (expected["message"], messages)
+    # memory stays near the interpreter's own, whatever a file claims
+    if outcome.peak_rss_mb is not None:
+        limit = expected.get("max_rss_mb", MAX_RSS_MB)
+        assert outcome.peak_rss_mb < limit, f"{case}: {outcome.peak_rss_mb:.0f} MB resident"
     # nothing is created where tiecheck runs: no payload marker, no stray file
     assert list(outcome.workdir.iterdir()) == [], context
     if marker:

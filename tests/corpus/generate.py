@@ -438,6 +438,10 @@ payload_case(
     lambda: zip_state(b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b"xx"),
 )
 payload_case(
+    "bytearray8-claims-3gb",
+    lambda: zip_state(b"\x80\x05\x96" + struct.pack("<Q", 3_000_000_000) + b"."),
+)
+payload_case(
     "bytearray-of-900mb",
     lambda: zip_state(b"\x80\x02" + p_call("builtins", "bytearray", p_int(900_000_000)) + b"."),
 )
@@ -666,6 +670,25 @@ def deflate_bomb_lying(path: Path) -> None:
         "data.pkl", _deflate_zeros(1 << 30), 4 << 20, zipfile.ZIP_DEFLATED, {"byteorder": b"little"}
     )
     write(path, member)
+
+
+@case("valid/ten-thousand-embeddings.safetensors", runtime=True)
+def many_embeddings(path: Path) -> None:
+    """10,000 names that each look like an embedding (750 KB): finding their tie groups took
+    129 s (a scan of every name per member); the corpus timeout is 30 s."""
+    header = {f"m{i}.model.embed_tokens.weight": entry("U8", [1], i, i + 1) for i in range(10_000)}
+    write(path, st_bytes(header, bytes(10_000)))
+
+
+@case("valid/unknown-family-8000-pairs.safetensors", runtime=True)
+def many_unknown_pairs(path: Path) -> None:
+    """8,000 embedding-like and 8,000 head-like names of no known family: the shape heuristic
+    compared every pair (over a minute); the corpus timeout is 30 s."""
+    header = {}
+    for i in range(8_000):
+        header[f"x{i}.embed.weight"] = entry("U8", [2, 2], 8 * i, 8 * i + 4)
+        header[f"x{i}.logits.weight"] = entry("U8", [2, 2], 8 * i + 4, 8 * i + 8)
+    write(path, st_bytes(header, bytes(64_000)))
 
 
 @case("safetensors/is-a-fifo.safetensors", runtime=True)

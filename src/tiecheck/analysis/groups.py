@@ -189,19 +189,18 @@ _HEAD_LIKE = re.compile(
 _NOT_VOCAB = re.compile(r"pos|position|patch|token_type|segment|time|type_embed")
 
 
-def _heuristic(tensors: dict[str, TensorInfo]) -> list[TieGroup]:
+def _heuristic(tensors: dict[str, TensorInfo], names: frozenset[str]) -> list[TieGroup]:
     """Unknown family: pair each embedding-like 2-D tensor with a head-like one of its shape."""
-    names = frozenset(tensors)
     groups = []
-    for name in sorted(names):
+    heads_by_shape: dict[tuple[int, ...], list[str]] = {}  # once, not once per embedding
+    for n in _ordered(names):
+        if _HEAD_LIKE.search(n):
+            heads_by_shape.setdefault(tensors[n].shape, []).append(n)
+    for name in _ordered(names):
         info = tensors[name]
         if len(info.shape) != 2 or not _EMBEDDING_LIKE.search(name) or _NOT_VOCAB.search(name):
             continue
-        heads = [
-            n
-            for n in sorted(names)
-            if n != name and _HEAD_LIKE.search(n) and tensors[n].shape == info.shape
-        ]
+        heads = [n for n in heads_by_shape.get(info.shape, [])[:2] if n != name]
         head = heads[0] if heads else "lm_head.weight"
         groups.append(
             TieGroup(
@@ -226,7 +225,7 @@ def find_groups(tensors: dict[str, TensorInfo], family: Family | None) -> list[T
     groups = _match_embeddings(FAMILIES, names)
     if groups:
         return groups
-    groups = _heuristic(tensors)
+    groups = _heuristic(tensors, names)
     if groups:
         return groups
     if family is None:

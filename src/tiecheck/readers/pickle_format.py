@@ -24,7 +24,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from tiecheck.errors import FormatError, UnsafePickleError
 from tiecheck.model import DTYPE_BITS, ByteSpan, FileFormat, StorageRef, element_extent
@@ -274,6 +274,22 @@ class _RestrictedUnpickler(pickle._Unpickler):
         self.storages: dict[str, _Storage] = {}
         self.views: dict[str, tuple[str, int]] = {}
         """legacy view storages: view key -> (root key, byte offset)."""
+
+    def _load_bytearray8(self) -> None:
+        # pickle's own BYTEARRAY8 allocates (and zeroes) the size it reads before reading the
+        # bytes: 3 GB resident for a 300-byte file. Read first, within the usual limit.
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > MAX_PICKLE_READ:
+            raise FormatError(f"pickle record claims {size} bytes; refusing to read it")
+        data = self.read(size)
+        if len(data) != size:
+            raise FormatError("pickle data was truncated")
+        self.append(bytearray(data))
+
+    dispatch: ClassVar[dict[int, Any]] = {
+        **pickle._Unpickler.dispatch,  # type: ignore[attr-defined]
+        pickle.BYTEARRAY8[0]: _load_bytearray8,
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
