@@ -623,6 +623,15 @@ def _symlink_inside(folder: Path) -> None:
 CASES["valid/shard-symlink-inside-folder"] = _symlink_inside
 
 
+def _weights_symlink_out(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors").symlink_to("../../valid/tiny.safetensors")
+
+
+# no index: the weights a folder offers must be its own too (named directly, a link is read)
+CASES["indexes/folder-weights-symlink-out-of-folder"] = _weights_symlink_out
+
+
 # -- built at test time
 
 

@@ -195,16 +195,17 @@ class _Loader:
             if not self._exists(path, name):
                 self.missing_shard(index, shard, name)
                 continue
-            outside = None if self.remote is not None else _outside_folder(folder, path)
-            if outside is not None:
-                self.invalid(
-                    name,
-                    FormatError(
-                        f"is a symbolic link to {outside}, outside the model folder; not read"
-                    ),
-                )
+            if self.remote is None and self.outside_folder(folder, path, name):
                 continue
             self.read_weight_file(path, name)
+
+    def outside_folder(self, folder: Path, path: Path, name: str) -> bool:
+        """Report (and do not read) a file the folder names that really lives elsewhere."""
+        outside = _outside_folder(folder, path)
+        if outside is not None:
+            message = f"is a symbolic link to {outside}, outside the model folder; not read"
+            self.invalid(name, FormatError(message))
+        return outside is not None
 
     def missing_shard(self, index: IndexInfo, shard: str, name: str | None = None) -> None:
         self.unreadable.add(name or shard)
@@ -275,8 +276,14 @@ def load(
     index = loader.read_index(plan.index) if plan.index else None
     if index is not None:
         loader.read_shards(index)
+    # Files found in a folder, like an index's shards, must be the folder's own; a file named
+    # on the command line is read wherever its link points.
+    found_in_folder = remote is None and Path(plan.source).expanduser().is_dir()
     for path in plan.weights:
-        loader.read_weight_file(path, _display(path, plan.root))
+        name = _display(path, plan.root)
+        if found_in_folder and loader.outside_folder(plan.root, path, name):
+            continue
+        loader.read_weight_file(path, name)
     config_path = plan.config
     adapter = None
     if plan.adapter_config is not None:
