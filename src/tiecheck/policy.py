@@ -169,9 +169,6 @@ class Run:
                 return outcome
         return Outcome(report.checkpoint.source, Policy(), report)
 
-    def policy_of(self, report: Report) -> Policy:
-        return self.outcome_of(report).policy
-
     def counts(self) -> dict[Severity, int]:
         return {s: sum(f.severity is s for r in self.reports for f in r.findings) for s in Severity}
 

@@ -38,9 +38,6 @@ class Report:
     bytes_transferred: int | None = None
     """remote sources: every byte fetched from the Hub (headers and tensor ranges)."""
 
-    def worst(self) -> Severity | None:
-        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
-
     def fails(self, fail_on: Severity | None) -> bool:
         """Whether any finding is at or above ``fail_on`` (None: never fail)."""
         return fail_on is not None and any(f.severity.rank >= fail_on.rank for f in self.findings)
