@@ -324,13 +324,13 @@ def test_a_source_that_changes_mid_run_is_detected_and_nothing_is_committed(
     read: the source's size, time and inode are compared before the commit)."""
     src = write_model(tmp_path / "src")
     shard = src / "model-00001-of-00003.safetensors"
-    written: list[Path] = []
+    written: list[int] = []
     real_write_file = fix_module.write_file
     total = len(tiecheck.fix(src, to="untied", dry_run=True, max_shard_size="1MB").plan.files)
 
-    def write_then_tamper(path, out, copier):  # type: ignore[no-untyped-def]
-        size = real_write_file(path, out, copier)
-        written.append(Path(path))
+    def write_then_tamper(fd, out, copier):  # type: ignore[no-untyped-def]
+        size = real_write_file(fd, out, copier)
+        written.append(fd)
         if len(written) == (1 if when == "after-first-write" else total):
             _tamper(shard, how)
         return size

@@ -22,114 +22,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
 import tiecheck
+from fix_helpers import (
+    EMB,
+    HEAD,
+    final_files,
+    leftovers,
+    tensors,
+    tree_hashes,
+    write_model,
+    write_pickle_model,
+)
 from tiecheck.analysis.ties import Verdict
 from tiecheck.errors import TiecheckError
 from tiecheck.rewrite.commit import JOURNAL, TEMP_MARK, temp_path
 from tiecheck.rewrite.plan import FixRefused, build_plan
 from tiecheck.rewrite.streaming import Copier, write_file
 from tiecheck.rewrite.verify import VerificationError, verify_weights
-
-EMB = "model.embed_tokens.weight"
-HEAD = "lm_head.weight"
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def tree_hashes(root: Path) -> dict[str, tuple[str, str]]:
-    """Every entry under ``root`` (not following links): kind and content hash or link target."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            out[rel] = ("link", str(path.readlink()))
-        elif path.is_file():
-            out[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
-        else:
-            out[rel] = ("dir", "")
-    return out
-
-
-def tensors(seed: int = 0, head: str = "copy", vocab: int = 64, hidden: int = 16) -> dict:
-    r = np.random.default_rng(seed)
-    emb = r.standard_normal((vocab, hidden)).astype(np.float32)
-    out = {
-        EMB: emb,
-        "model.layers.0.mlp.up_proj.weight": r.standard_normal((32, hidden)).astype(np.float16),
-        "model.norm.weight": np.ones(hidden, dtype=np.float32),
-    }
-    if head == "copy":
-        out[HEAD] = emb.copy()
-    elif head == "diverged":
-        out[HEAD] = emb * np.float32(0.5)
-    return out
-
-
-def write_model(
-    folder: Path, weights: dict, *, tied: bool, shards: int = 1, extra: bool = True
-) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(
-        json.dumps({"model_type": "llama", "tie_word_embeddings": tied})
-    )
-    if extra:
-        (folder / "tokenizer.json").write_text('{"version": "1.0"}')
-    names = sorted(weights)
-    if shards == 1:
-        save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
-        return folder
-    weight_map = {}
-    for i in range(shards):
-        part = names[i::shards]
-        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        save_file({k: weights[k] for k in part}, str(folder / name), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(part, name))
-    index = {
-        "metadata": {"total_size": sum(a.nbytes for a in weights.values())},
-        "weight_map": weight_map,
-    }
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-    return folder
-
-
-def write_pickle_model(folder: Path, *, sharded: bool) -> Path:
-    torch = pytest.importorskip("torch")
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    emb = torch.randn(64, 16)
-    state = {EMB: emb, HEAD: emb, "model.norm.weight": torch.ones(16)}
-    if not sharded:
-        torch.save(state, folder / "pytorch_model.bin")
-    else:
-        torch.save({EMB: emb, HEAD: emb}, folder / "pytorch_model-00001-of-00002.bin")
-        torch.save(
-            {"model.norm.weight": state["model.norm.weight"]},
-            folder / "pytorch_model-00002-of-00002.bin",
-        )
-        weight_map = {
-            EMB: "pytorch_model-00001-of-00002.bin",
-            HEAD: "pytorch_model-00001-of-00002.bin",
-            "model.norm.weight": "pytorch_model-00002-of-00002.bin",
-        }
-        (folder / "pytorch_model.bin.index.json").write_text(
-            json.dumps({"metadata": {"total_size": 64 * 16 * 4 + 64}, "weight_map": weight_map})
-        )
-    (folder / "config.json").write_text(
-        json.dumps({"model_type": "llama", "tie_word_embeddings": True})
-    )
-    return folder
-
-
-def final_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
 
 # -- the source is never modified --------------------------------------------------------------
 
@@ -269,7 +179,11 @@ def test_verification_rejects_a_written_file_whose_bytes_differ(tmp_path: Path) 
     out.whole_copy_of = None  # force a re-serialised write
     target = tmp_path / "written.safetensors"
     with TensorData(report.checkpoint) as data:
-        size = write_file(target, out, Copier(data))
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            size = write_file(fd, out, Copier(data))
+        finally:
+            os.close(fd)
         assert size == target.stat().st_size
         verify_weights(target, out, data)  # the honest file passes
 
@@ -296,6 +210,24 @@ def test_fix_reports_the_inspection_of_what_it_wrote(tmp_path: Path) -> None:
 # -- interrupted runs -------------------------------------------------------------------------
 
 
+def journal_for(folder: Path, finals: list[str]) -> dict[str, object]:
+    """The journal ``commit`` writes for these finals: each temporary with the device, inode
+    and size it has on this machine."""
+    renames = []
+    for name in finals:
+        st = temp_path(folder / name).lstat()
+        renames.append(
+            {
+                "temp": temp_path(folder / name).name,
+                "final": name,
+                "dev": st.st_dev,
+                "ino": st.st_ino,
+                "size": st.st_size,
+            }
+        )
+    return {"tiecheck_journal": 2, "renames": renames}
+
+
 def test_recovery_finishes_a_commit_interrupted_after_its_journal(tmp_path: Path) -> None:
     """The state a kill between two renames leaves: journal written, the first rename done,
     the rest still hidden temporaries. The next in-place run must roll forward, not mix."""
@@ -305,8 +237,7 @@ def test_recovery_finishes_a_commit_interrupted_after_its_journal(tmp_path: Path
     finals = sorted(p.name for p in ref.iterdir() if p.name != "tokenizer.json")
     for name in finals:
         shutil.copyfile(ref / name, temp_path(src / name))
-    renames = [[temp_path(src / n).name, n] for n in finals]
-    (src / JOURNAL).write_text(json.dumps({"renames": renames}))
+    (src / JOURNAL).write_text(json.dumps(journal_for(src, finals)))
     temp_path(src / finals[0]).replace(src / finals[0])
 
     result = tiecheck.fix(src, to="untied", in_place=True)
@@ -486,41 +417,52 @@ def test_output_larger_than_the_disk_fails_before_writing(tmp_path: Path, small_
     assert list((small_disk / "out").iterdir()) == []
 
 
-def test_disk_filling_up_mid_run_is_a_clear_error_and_leaves_nothing(
+def test_a_non_weight_file_that_does_not_fit_is_refused_before_writing(
     tmp_path: Path, small_disk: Path
 ) -> None:
-    """The weights fit, then a large non-weight file that comes along does not: ENOSPC in the
-    middle of the run. Nothing may take a final name and no temporary may stay behind."""
+    """The weights fit, a large non-weight file that comes along does not: the space check
+    counts it, so nothing is written at all."""
     src = write_model(tmp_path / "src", tensors(head="none"), tied=True)
     (src / "tokenizer.json").write_bytes(b"x" * (3 << 20))
     before = tree_hashes(src)
-    with pytest.raises(TiecheckError, match="no space left") as e:
+    with pytest.raises(TiecheckError, match="not enough space") as e:
         tiecheck.fix(src, to="untied", output=small_disk / "out")
-    assert "source is unchanged" in str(e.value)
+    assert "nothing was written" in str(e.value)
     assert tree_hashes(src) == before
     assert list((small_disk / "out").iterdir()) == []
 
-    # The same through the command line: exit 2 and one clear line.
+
+@pytest.mark.parametrize("syscall", ["copy_file_range", "pwrite64", "write"])
+def test_disk_filling_up_mid_run_is_a_clear_error_and_leaves_nothing(
+    tmp_path: Path, syscall: str
+) -> None:
+    """ENOSPC in the middle of the run (another process filled the disk after the space
+    check), injected at the first such call by strace: exit 2, one clear line, nothing takes
+    a final name and no temporary stays behind."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    src = write_model(tmp_path / "src", tensors(head="none"), tied=True, shards=2)
+    (src / "tokenizer.json").write_bytes(b"x" * 4096)
+    before = tree_hashes(src)
+    out = tmp_path / "out"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "tiecheck",
-            "fix",
-            str(src),
-            "--to",
-            "untied",
-            "-o",
-            str(small_disk / "out"),
+            "strace", "-f", "-qq", "-o", os.devnull,
+            "-e", f"trace={syscall}", "-e", f"inject={syscall}:error=ENOSPC:when=1",
+            sys.executable, "-m", "tiecheck", "fix", str(src), "--to", "untied", "-o", str(out),
             "-q",
         ],
         capture_output=True,
         text=True,
         timeout=120,
-    )
-    assert done.returncode == 2
-    assert done.stderr.startswith("tiecheck: error: no space left")
-    assert list((small_disk / "out").iterdir()) == []
+    )  # fmt: skip
+    if "ptrace" in done.stderr:
+        pytest.skip("ptrace is not permitted here")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("tiecheck: error: no space left"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert list(out.iterdir()) == []
+    assert tree_hashes(src) == before
 
 
 def test_in_place_on_a_full_disk_leaves_the_source_intact(tmp_path: Path, small_disk: Path) -> None:

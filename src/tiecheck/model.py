@@ -194,6 +194,8 @@ class Checkpoint:
     """plain facts for the reader of the report (which files a loader would use, and why)."""
     unreadable: set[str] = field(default_factory=set)
     """weight files that could not be read; analyses must not judge keys they would hold."""
+    config_unreadable: bool = False
+    """a config was found but could not be read (invalid, too large, a link out of the folder)."""
     fetch: Callable[[str, int, int], bytes] | None = None
     """for remote checkpoints: ``fetch(file, start, length)`` reads a byte range (HTTP range
     request); None means the files are local and read with ``pread``."""

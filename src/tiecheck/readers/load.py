@@ -24,6 +24,7 @@ from tiecheck.model import (
 from tiecheck.readers.discover import Plan
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
 from tiecheck.readers.jsonfile import read_json_file
+from tiecheck.readers.paths import outside_folder
 from tiecheck.readers.pickle_format import read_pickle
 from tiecheck.readers.safetensors_format import SafetensorsHeader, read_header
 from tiecheck.rules import Finding, finding
@@ -34,25 +35,6 @@ def _display(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
-
-
-def _outside_folder(folder: Path, path: Path) -> Path | None:
-    """Where a shard really is when that is outside the model folder (else None).
-
-    An index names shards relative to its folder; a shard that is a symbolic link elsewhere
-    would let a repository make a CI job read, and report on, any file on the machine. The
-    one layout where links leave the folder by design is the Hugging Face cache:
-    ``snapshots/<revision>/...`` links into the same repository's ``blobs/``.
-    """
-    real_folder, target = folder.resolve(), path.resolve()
-    if target.is_relative_to(real_folder):
-        return None
-    for ancestor in (real_folder, *real_folder.parents):
-        if ancestor.parent.name == "snapshots":
-            if target.parent == ancestor.parent.parent / "blobs":
-                return None
-            break
-    return target
 
 
 class RemoteFiles(Protocol):
@@ -82,6 +64,7 @@ class _Loader:
         self.tensors: list[TensorInfo] = []
         self.unreadable: set[str] = set()
         self.notes = list(plan.notes)
+        self.config_unreadable = False
 
     def invalid(self, name: str, error: FormatError) -> None:
         code = "TC002" if isinstance(error, UnsafePickleError) else "TC001"
@@ -201,7 +184,7 @@ class _Loader:
 
     def outside_folder(self, folder: Path, path: Path, name: str) -> bool:
         """Report (and do not read) a file the folder names that really lives elsewhere."""
-        outside = _outside_folder(folder, path)
+        outside = outside_folder(folder, path)
         if outside is not None:
             message = f"is a symbolic link to {outside}, outside the model folder; not read"
             self.invalid(name, FormatError(message))
@@ -218,17 +201,30 @@ class _Loader:
             )
         )
 
-    def read_config(self, path: Path | None) -> ConfigInfo | None:
+    def read_config(self, path: Path | None, *, folder: Path | None = None) -> ConfigInfo | None:
+        """Read a JSON config; ``folder`` (when the file was found in one rather than named by
+        the user) must hold it: a link out of the folder is reported and not read."""
         if path is None:
             return None
         name = _display(path, self.plan.root)
+        if folder is not None and self.remote is None:
+            outside = outside_folder(folder, path)
+            if outside is not None:
+                message = (
+                    f"{name}: is a symbolic link to {outside}, outside the model folder; not read"
+                )
+                self.findings.append(finding("TC001", message, file=name))
+                self.config_unreadable = True
+                return None
         try:
             data, _ = read_json_file(path)
         except FormatError as e:
             self.findings.append(finding("TC001", f"{name}: {e}", file=name))
+            self.config_unreadable = True
             return None
         if not isinstance(data, dict):
             self.findings.append(finding("TC001", f"{name}: not a JSON object", file=name))
+            self.config_unreadable = True
             return None
         return ConfigInfo(name, path, data)
 
@@ -287,7 +283,7 @@ def load(
     config_path = plan.config
     adapter = None
     if plan.adapter_config is not None:
-        adapter_cfg = loader.read_config(plan.adapter_config)
+        adapter_cfg = loader.read_config(plan.adapter_config, folder=plan.root)
         if adapter_cfg is not None:
             adapter = _adapter_info(plan.adapter_config, adapter_cfg.data)
             config_path = _base_config_path(adapter, base)
@@ -299,7 +295,8 @@ def load(
                 config_path = None
     elif base is not None:
         config_path = base / "config.json" if base.is_dir() else base
-    config = loader.read_config(config_path)
+    in_folder = config_path is not None and config_path == plan.config
+    config = loader.read_config(config_path, folder=plan.root if in_folder else None)
     checkpoint = Checkpoint(
         source=plan.source,
         root=plan.root,
@@ -311,6 +308,7 @@ def load(
         adapter=adapter,
         notes=loader.notes,
         unreadable=loader.unreadable,
+        config_unreadable=loader.config_unreadable,
         fetch=remote,
     )
     return checkpoint, loader.findings

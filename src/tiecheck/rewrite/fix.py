@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,9 +22,10 @@ from tiecheck.errors import SourceError, TiecheckError
 from tiecheck.model import Checkpoint
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import Report
-from tiecheck.rewrite.commit import commit, recover, remove_temporaries, temp_path
+from tiecheck.rewrite.commit import commit, is_temp_name, recover, remove_temporaries, temp_name
+from tiecheck.rewrite.folder import Folder, write_all
 from tiecheck.rewrite.plan import FixPlan, FixRefused, build_plan, parse_size
-from tiecheck.rewrite.streaming import Copier, write_file
+from tiecheck.rewrite.streaming import Copier, copy_file, write_file
 from tiecheck.rewrite.verify import VerificationError, verify_json, verify_weights
 
 
@@ -48,28 +50,33 @@ def _signature(checkpoint: Checkpoint) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def _target_folder(
-    checkpoint: Checkpoint, output: Path | None, in_place: bool, overwrite: bool
-) -> Path:
-    if in_place:
-        return checkpoint.root
-    assert output is not None
+def _open_output(checkpoint: Checkpoint, output: Path, overwrite: bool) -> Folder:
+    """Open (creating it) and lock the ``-o`` folder; finish an interrupted commit there.
+
+    The folder is compared with the source by device and inode, not by path: a bind mount, a
+    symbolic link or a hard-linked folder name must not turn ``-o`` into an in-place rewrite.
+    """
     if output.exists() and not output.is_dir():
         raise SourceError(f"{output}: exists and is not a folder")
-    if output.exists() and output.resolve() == checkpoint.root.resolve():
-        raise SourceError(f"{output} is the source folder; use --in-place to rewrite it")
-    if output.is_dir():
+    same = SourceError(f"{output} is the source folder; use --in-place to rewrite it")
+    root = checkpoint.root.stat()
+    if output.is_dir() and os.path.samestat(output.stat(), root):
+        raise same
+    folder = Folder(output, create=True)
+    try:
+        if os.path.samestat(folder.stat(), root):
+            raise same
+        folder.lock()
         # An earlier run into this folder was killed during its commit: finish it from the
-        # journal (its files were verified) rather than leave a journal that names
-        # temporaries this run is about to rewrite.
-        recover(output)
-    if (
-        output.is_dir()
-        and not overwrite
-        and any(not p.name.endswith(".tiecheck-tmp") for p in output.iterdir())
-    ):
-        raise SourceError(f"{output}: folder is not empty (pass --overwrite to write into it)")
-    return output
+        # journal (verified files only) rather than leave a journal that names temporaries
+        # this run is about to rewrite.
+        recover(folder)
+        if not overwrite and any(not is_temp_name(n) for n in folder.names()):
+            raise SourceError(f"{output}: folder is not empty (pass --overwrite to write into it)")
+    except BaseException:
+        folder.close()
+        raise
+    return folder
 
 
 def _check_space(folder: Path, needed: int) -> None:
@@ -81,16 +88,12 @@ def _check_space(folder: Path, needed: int) -> None:
         )
 
 
-def _write_json(path: Path, value: object) -> None:
+def _json_bytes(value: object) -> bytes:
     text = json.dumps(value, indent=2, ensure_ascii=False)
     try:
-        text.encode("utf-8")
+        return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate read from a JSON escape: write escapes back
-        text = json.dumps(value, indent=2, ensure_ascii=True)
-    with path.open("x", encoding="utf-8") as f:
-        f.write(text + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+        return (json.dumps(value, indent=2, ensure_ascii=True) + "\n").encode("utf-8")
 
 
 def _after_source(plan: FixPlan, folder: Path, source_was_folder: bool) -> Path:
@@ -147,14 +150,48 @@ def fix(
         source_path = _download_repo(str(source), revision, token, in_place)
         source = str(source_path)
     recovered: list[str] = []
-    if in_place and not dry_run:
-        folder = source_path if source_path.is_dir() else source_path.parent
-        recovered = recover(folder)
-        remove_temporaries(folder)
+    held: Folder | None = None
+    try:
+        if in_place and not dry_run:
+            held = Folder(source_path if source_path.is_dir() else source_path.parent)
+            held.lock()
+            recovered = recover(held)
+            remove_temporaries(held)
+        return _fix(
+            source,
+            source_path,
+            held,
+            to=to,
+            output=output,
+            dry_run=dry_run,
+            keep=keep,
+            max_shard_size=max_shard_size,
+            overwrite=overwrite,
+            progress=progress,
+            recovered=recovered,
+        )
+    finally:
+        if held is not None:
+            held.close()
 
+
+def _fix(
+    source: str | Path,
+    source_path: Path,
+    in_place: Folder | None,
+    *,
+    to: Verdict,
+    output: Path | None,
+    dry_run: bool,
+    keep: str | None,
+    max_shard_size: int | None,
+    overwrite: bool,
+    progress: Progress | None,
+    recovered: list[str],
+) -> FixResult:
     report = inspect(source, progress=progress)
     plan = build_plan(report, to, keep=keep, max_shard_size=max_shard_size)
-    if in_place and plan.index_name is not None:
+    if in_place is not None and plan.index_name is not None:
         shadow = report.checkpoint.root / "model.safetensors"
         if shadow.exists() and shadow.name not in {f.name for f in plan.files}:
             raise FixRefused(
@@ -163,38 +200,57 @@ def fix(
             )
     if dry_run:
         return FixResult(plan, None, recovered=recovered, dry_run=True)
-    if in_place and not plan.changes_anything:
+    if in_place is not None and not plan.changes_anything:
         return FixResult(plan, None, recovered=recovered)
     checkpoint = report.checkpoint
-    folder = _target_folder(checkpoint, output, in_place, overwrite)
+    if in_place is not None:
+        folder = in_place
+    else:
+        assert output is not None
+        folder = _open_output(checkpoint, output, overwrite)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TiecheckError(f"cannot create {folder}: {e.strerror or e}") from e
-    remove_temporaries(folder)
-    _check_space(folder, plan.bytes_after + (1 << 20))
+        return _write_and_commit(report, plan, folder, in_place is not None, progress, recovered)
+    finally:
+        if folder is not in_place:
+            folder.close()
+
+
+def _write_and_commit(
+    report: Report,
+    plan: FixPlan,
+    folder: Folder,
+    in_place: bool,
+    progress: Progress | None,
+    recovered: list[str],
+) -> FixResult:
+    checkpoint = report.checkpoint
+    names = _final_names(plan, in_place)
+    remove_temporaries(folder, [temp_name(n) for n in names])
+    extras = sum(p.stat().st_size for p in plan.extra_files) if not in_place else 0
+    _check_space(folder.path, plan.bytes_after + extras + (1 << 20))
     signature = _signature(checkpoint)
 
-    finals: list[Path] = []
+    finals: list[str] = []
+    notes: list[str] = []
     try:
         with TensorData(checkpoint, on_read=progress.advance if progress else None) as data:
-            _write_all(plan, folder, in_place, data, progress, finals)
+            _write_all(plan, folder, in_place, data, progress, finals, notes)
             if _signature(checkpoint) != signature:
                 raise VerificationError("the source changed while fix was running; not committed")
     except BaseException as e:
         for final in finals:
-            with contextlib.suppress(OSError):  # a read-only folder refuses even that
-                temp_path(final).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, TiecheckError):  # a read-only folder refuses that
+                folder.unlink(temp_name(final))
+        with contextlib.suppress(OSError, TiecheckError):
             remove_temporaries(folder)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise TiecheckError(
-                f"no space left on the device holding {folder}; nothing was "
+                f"no space left on the device holding {folder.path}; nothing was "
                 "committed and the source is unchanged"
             ) from e
         if isinstance(e, OSError):
             raise TiecheckError(
-                f"writing to {folder} failed: {e.strerror or e}; nothing was committed"
+                f"writing to {folder.path} failed: {e.strerror or e}; nothing was committed"
             ) from e
         raise
     # From here on the journal names the verified temporaries: they must survive a failure so
@@ -203,53 +259,106 @@ def fix(
         commit(folder, finals)
     except OSError as e:
         raise TiecheckError(
-            f"committing in {folder} failed part-way ({e.strerror or e}); every file is either "
-            "old or new and verified: run the same command again to finish"
+            f"committing in {folder.path} failed part-way ({e.strerror or e}); every file is "
+            "either old or new and verified: run the same command again to finish"
         ) from e
-    after_path = _after_source(plan, folder, source_path.is_dir())
-    after = inspect(after_path, expect=to)
-    written = [f.relative_to(folder).as_posix() for f in finals]
-    return FixResult(plan, folder, written, after, recovered)
+    plan.notes.extend(notes)
+    after_path = _after_source(plan, folder.path, Path(checkpoint.source).is_dir())
+    after = inspect(after_path, expect=plan.to)
+    return FixResult(plan, folder.path, finals, after, recovered)
+
+
+def _final_names(plan: FixPlan, in_place: bool) -> list[str]:
+    names = [out.name for out in plan.files]
+    names += [n for n in (plan.index_name,) if n is not None]
+    names += ["config.json"] if plan.config is not None else []
+    names += [] if in_place else [p.name for p in plan.extra_files]
+    return names
+
+
+def _create(folder: Folder, final: str, in_place: bool, notes: list[str]) -> int:
+    """Create ``final``'s temporary; in place, it takes the mode and owner of the file it will
+    replace (a 0600 checkpoint stays 0600)."""
+    fd = folder.create(temp_name(final))
+    if not in_place:
+        return fd
+    try:
+        old = folder.lstat(final)
+        if old is not None and stat.S_ISREG(old.st_mode):
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
+            mine = os.fstat(fd)
+            if (mine.st_uid, mine.st_gid) != (old.st_uid, old.st_gid):
+                try:
+                    os.fchown(fd, old.st_uid, old.st_gid)
+                except PermissionError:
+                    notes.append(
+                        f"{final}: could not keep its owner ({old.st_uid}:{old.st_gid}); the "
+                        f"new file belongs to {mine.st_uid}:{mine.st_gid}"
+                    )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _write_all(
     plan: FixPlan,
-    folder: Path,
+    folder: Folder,
     in_place: bool,
     data: TensorData,
     progress: Progress | None,
-    finals: list[Path],
+    finals: list[str],
+    notes: list[str],
 ) -> None:
     """Write and verify every output under its temporary name; ``finals`` collects each
-    final path as soon as its temporary may exist, so a failure can clean up all of them."""
+    final name as soon as its temporary may exist, so a failure can clean up all of them."""
     copier = Copier(data)
     if progress is not None:
         progress.stop()
         progress.start(plan.bytes_after * 3, "writing and verifying")
+
+    def json_file(name: str, value: object) -> None:
+        finals.append(name)
+        fd = _create(folder, name, in_place, notes)
+        try:
+            write_all(fd, _json_bytes(value))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        verify_json(folder.path / temp_name(name), value, name)
+
     for out in plan.files:
-        final = folder / out.name
-        final.parent.mkdir(parents=True, exist_ok=True)
-        finals.append(final)
-        write_file(temp_path(final), out, copier)
-        verify_weights(temp_path(final), out, data)
+        finals.append(out.name)
+        fd = _create(folder, out.name, in_place, notes)
+        try:
+            write_file(fd, out, copier)
+        finally:
+            os.close(fd)
+        verify_weights(folder.path / temp_name(out.name), out, data)
     if plan.index_name is not None:
         index = {
             "metadata": plan.index_metadata,
             "weight_map": {t.name: f.name for f in plan.files for t in f.tensors},
         }
-        final = folder / plan.index_name
-        finals.append(final)
-        _write_json(temp_path(final), index)
-        verify_json(temp_path(final), index, plan.index_name)
+        json_file(plan.index_name, index)
     if plan.config is not None:
-        final = folder / "config.json"
-        finals.append(final)
-        _write_json(temp_path(final), plan.config)
-        verify_json(temp_path(final), plan.config, "config.json")
+        json_file("config.json", plan.config)
     if not in_place:
         for extra in plan.extra_files:
-            final = folder / extra.name
-            finals.append(final)
-            shutil.copyfile(extra, temp_path(final))
+            finals.append(extra.name)
+            # the resolved file, never a link (plan.extra_files checked it stays in the folder)
+            src = os.open(
+                extra.resolve(), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            )
+            try:
+                if not stat.S_ISREG(os.fstat(src).st_mode):
+                    raise TiecheckError(f"{extra} is not a regular file; not copied")
+                fd = folder.create(temp_name(extra.name))
+                try:
+                    copy_file(src, fd)
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(src)
     if progress is not None:
         progress.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +19,7 @@ from tiecheck.analysis.ties import GroupResult, Relation, Verdict
 from tiecheck.errors import TiecheckError
 from tiecheck.model import FileFormat, SourceKind, TensorInfo
 from tiecheck.readers.discover import ADAPTER_FILES, PICKLE_SUFFIXES
+from tiecheck.readers.paths import lstat_or_none, outside_folder
 from tiecheck.report import Report
 
 
@@ -137,6 +139,11 @@ class _Builder:
                 "cannot fix a checkpoint with unreadable or missing files ("
                 + ", ".join(sorted(ckpt.unreadable))
                 + "); run 'tiecheck inspect' for details"
+            )
+        if ckpt.config_unreadable:
+            raise FixRefused(
+                "the checkpoint's config could not be read (see 'tiecheck inspect'); fix it "
+                "first: the tie flag lives there"
             )
         if ckpt.tensors and any(
             t.span is None and (t.storage is None or t.storage.span is None) for t in ckpt.tensors
@@ -422,25 +429,44 @@ def _describe(member) -> str:  # type: ignore[no-untyped-def]
     return text + (f", max |diff| {d.max_abs_diff:.4g}" if d.max_abs_diff is not None else "")
 
 
-def extra_files(report: Report) -> list[Path]:
-    """Top-level non-weight files of a model folder (the config is handled separately).
+def extra_files(report: Report) -> tuple[list[Path], list[str]]:
+    """Top-level non-weight files of a model folder (the config is handled separately), and
+    notes on the ones left behind.
 
     Only when the source is a folder or an index in one: a lone file's neighbours (a Downloads
-    folder) are not the model's.
+    folder) are not the model's. Every one is hostile: a file that links out of the folder
+    (a README pointing at a secret) or is not a regular file (a FIFO would block the copy) is
+    not copied, with a note saying why.
     """
     ckpt = report.checkpoint
     if not (Path(ckpt.source).is_dir() or ckpt.index is not None):
-        return []
+        return [], []
     weight_like = (".safetensors", *PICKLE_SUFFIXES, ".index.json", ".gguf")
     skip = {"config.json", *ADAPTER_FILES}
-    return sorted(
-        p
-        for p in ckpt.root.iterdir()
-        if p.is_file()
-        and not p.name.endswith(weight_like)
-        and p.name not in skip
-        and not p.name.startswith(".")
-    )
+    kept, notes = [], []
+    for p in sorted(ckpt.root.iterdir()):
+        name = p.name
+        if name.endswith(weight_like) or name in skip or name.startswith("."):
+            continue
+        st = lstat_or_none(p)
+        if st is None or stat.S_ISDIR(st.st_mode):
+            continue
+        outside = outside_folder(ckpt.root, p)
+        if outside is not None:
+            notes.append(
+                f"{name} is a symbolic link to {outside}, outside the model folder; not copied"
+            )
+            continue
+        try:
+            real = p.stat()
+        except OSError:
+            notes.append(f"{name} is a broken symbolic link; not copied")
+            continue
+        if not stat.S_ISREG(real.st_mode):
+            notes.append(f"{name} is not a regular file (a FIFO, socket or device); not copied")
+            continue
+        kept.append(p)
+    return kept, notes
 
 
 def build_plan(
@@ -462,5 +488,6 @@ def build_plan(
     builder.layout(max_shard_size)
     builder.alias_metadata()
     builder._mark_whole_copies()
-    builder.plan.extra_files = extra_files(report)
+    builder.plan.extra_files, skipped = extra_files(report)
+    builder.plan.notes += skipped
     return builder.finish()

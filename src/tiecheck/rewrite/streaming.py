@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from tiecheck.model import TensorInfo
 from tiecheck.readers.tensor_data import CHUNK_BYTES, TensorData
+from tiecheck.rewrite.folder import write_all
 from tiecheck.rewrite.plan import OutFile
 
 COPY_STEP = 64 << 20
@@ -49,6 +50,9 @@ def _writeback_starter() -> Callable[[int, int, int], object] | None:
     return lambda fd, offset, nbytes: start(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
+_WRITEBACK = _writeback_starter()
+
+
 def header_bytes(out: OutFile) -> bytes:
     """The 8-byte length and JSON header, padded with spaces to a multiple of 8 like writers do."""
     header: dict[str, object] = {"__metadata__": out.metadata} if out.metadata else {}
@@ -66,71 +70,86 @@ def header_bytes(out: OutFile) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
+def copy_range(
+    src: int,
+    dst: int,
+    src_off: int,
+    dst_off: int,
+    length: int,
+    on_copied: Callable[[int], object] | None = None,
+) -> None:
+    """Copy ``length`` bytes between descriptors in the kernel where it can (falling back to
+    reads and writes), starting the output's writeback as each step lands."""
+    kernel = hasattr(os, "copy_file_range")
+    start_writeback = _WRITEBACK
+    while length > 0:
+        step = min(length, COPY_STEP)
+        n = 0
+        if kernel:
+            try:
+                n = os.copy_file_range(src, dst, step, src_off, dst_off)
+            except OSError as e:
+                if e.errno not in _NO_KERNEL_COPY:
+                    raise
+                kernel = False
+        if not kernel:
+            chunk = os.pread(src, min(step, CHUNK_BYTES), src_off)
+            n = os.pwrite(dst, chunk, dst_off) if chunk else 0
+        if n == 0:
+            raise OSError(errno.EIO, "source ended early (file changed or truncated?)")
+        if start_writeback is not None:
+            start_writeback(dst, dst_off, n)
+        if on_copied is not None:
+            on_copied(n)
+        src_off, dst_off, length = src_off + n, dst_off + n, length - n
+
+
 class Copier:
-    """Copies byte ranges from a checkpoint's files into an output descriptor."""
+    """Copies tensors' bytes from a checkpoint's files into an output descriptor."""
 
     def __init__(self, data: TensorData) -> None:
         self.data = data
-        self._kernel = hasattr(os, "copy_file_range")
-        self._start_writeback = _writeback_starter()
-
-    def _copy_range(self, src: int, dst: int, src_off: int, dst_off: int, length: int) -> None:
-        while length > 0:
-            step = min(length, COPY_STEP)
-            n = 0
-            if self._kernel:
-                try:
-                    n = os.copy_file_range(src, dst, step, src_off, dst_off)
-                except OSError as e:
-                    if e.errno not in _NO_KERNEL_COPY:
-                        raise
-                    self._kernel = False
-            if not self._kernel:
-                chunk = os.pread(src, min(step, CHUNK_BYTES), src_off)
-                n = os.pwrite(dst, chunk, dst_off) if chunk else 0
-            if n == 0:
-                raise OSError(errno.EIO, "source ended early (file changed or truncated?)")
-            if self._start_writeback is not None:
-                self._start_writeback(dst, dst_off, n)
-            self.data.count(n)
-            src_off, dst_off, length = src_off + n, dst_off + n, length - n
 
     def tensor(self, t: TensorInfo, dst: int, dst_off: int) -> None:
         if t.span is not None:
-            self._copy_range(self.data.fileno(t.file), dst, t.span.start, dst_off, t.span.length)
+            src = self.data.fileno(t.file)
+            copy_range(src, dst, t.span.start, dst_off, t.span.length, self.data.count)
             return
         for chunk in self.data.chunks(t):
-            written = os.pwrite(dst, chunk, dst_off)
-            if written != len(chunk):
-                raise OSError(errno.EIO, "short write")
-            dst_off += written
+            write_all(dst, chunk, dst_off)
+            dst_off += len(chunk)
 
     def whole_file(self, file: str, dst: int) -> None:
-        size = os.fstat(self.data.fileno(file)).st_size
-        self._copy_range(self.data.fileno(file), dst, 0, 0, size)
+        src = self.data.fileno(file)
+        copy_range(src, dst, 0, 0, os.fstat(src).st_size, self.data.count)
 
 
-def write_file(path: os.PathLike[str] | str, out: OutFile, copier: Copier) -> int:
-    """Write ``out`` to ``path`` (created exclusively), fsync it; returns its size."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        if out.whole_copy_of is not None:
-            size = os.fstat(copier.data.fileno(out.whole_copy_of)).st_size
-            _reserve(fd, size)
-            copier.whole_file(out.whole_copy_of, fd)
-        else:
-            header = header_bytes(out)
-            size = len(header) + out.nbytes
-            _reserve(fd, size)
-            os.pwrite(fd, header, 0)
-            offset = len(header)
-            for t in out.tensors:
-                copier.tensor(t.source, fd, offset)
-                offset += t.source.nbytes
-        os.fsync(fd)
-        return size
-    finally:
-        os.close(fd)
+def write_file(fd: int, out: OutFile, copier: Copier) -> int:
+    """Write ``out`` into the new, empty file open as ``fd`` and fsync it; returns its size."""
+    if out.whole_copy_of is not None:
+        size = os.fstat(copier.data.fileno(out.whole_copy_of)).st_size
+        _reserve(fd, size)
+        copier.whole_file(out.whole_copy_of, fd)
+    else:
+        header = header_bytes(out)
+        size = len(header) + out.nbytes
+        _reserve(fd, size)
+        write_all(fd, header, 0)
+        offset = len(header)
+        for t in out.tensors:
+            copier.tensor(t.source, fd, offset)
+            offset += t.source.nbytes
+    os.fsync(fd)
+    return size
+
+
+def copy_file(src: int, dst: int) -> int:
+    """Copy a whole regular file between descriptors and fsync the copy; returns its size."""
+    size = os.fstat(src).st_size
+    _reserve(dst, size)
+    copy_range(src, dst, 0, 0, size)
+    os.fsync(dst)
+    return size
 
 
 def _reserve(fd: int, size: int) -> None:

@@ -48,7 +48,7 @@ def verify_weights(path: Path, out: OutFile, data: TensorData) -> None:
     # faults and zeroing that dominated verification (see TensorData.blocks).
     source_buffer = bytearray(BLOCK_BYTES)
     written_view = memoryview(bytearray(BLOCK_BYTES))
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     try:
         for name, source in planned.items():
             entry = written[name]
