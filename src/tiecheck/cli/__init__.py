@@ -6,7 +6,11 @@ Exit codes (``ExitCode``): 0 nothing at or above ``--fail-on``; 1 findings at or
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +51,18 @@ class FailOn(str, Enum):
     WARNING = "warning"
     INFO = "info"
     NEVER = "never"
+
+
+@contextlib.contextmanager
+def stdout_may_close(code: int) -> Iterator[None]:
+    """Write a report to stdout whose reader may go away (``| head``): the exit code stays
+    the one the run earned, and nothing is printed about the closed pipe."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+        raise typer.Exit(code) from None
 
 
 def _err(message: str) -> None:
@@ -311,6 +327,10 @@ def inspect_command(
             continue
         outcomes.append(Outcome(source, policy, policy.apply(report)))
     run = Run(outcomes)
+    if run.errors:
+        code = ExitCode.ERROR
+    else:
+        code = ExitCode.FINDINGS if run.failing and not exit_zero else ExitCode.OK
 
     if run.reports or fmt in RUN_FORMATS:
         if output is not None:
@@ -321,7 +341,8 @@ def inspect_command(
                 _err(f"error: cannot write {output}: {e.strerror or e}")
                 raise typer.Exit(ExitCode.ERROR) from None
         else:
-            render(run.reports, fmt, sys.stdout, verbose=verbose, run=run)
+            with stdout_may_close(code):
+                render(run.reports, fmt, sys.stdout, verbose=verbose, run=run)
     if not quiet and (len(targets) > 1 or fmt is not OutputFormat.TABLE or output is not None):
         if len(targets) > 1:
             for outcome in run.outcomes:
@@ -337,9 +358,7 @@ def inspect_command(
                         f"warning(s))"
                     )
         _err(run.summary())
-    if run.errors:
-        raise typer.Exit(ExitCode.ERROR)
-    raise typer.Exit(ExitCode.FINDINGS if run.failing and not exit_zero else ExitCode.OK)
+    raise typer.Exit(code)
 
 
 class Keep(str, Enum):
@@ -455,16 +474,18 @@ def fix_command(
     except TiecheckError as e:
         _err(f"error: {e}")
         raise typer.Exit(ExitCode.ERROR) from None
-    if output_format is OutputFormat.JSON:
-        from tiecheck.render.fix_report import render_fix_json
-
-        render_fix_json(result, sys.stdout)
-    else:
-        from tiecheck.render.fix_report import render_fix_table
-
-        render_fix_table(result, sys.stdout)
     failed = result.after is not None and result.after.fails(Severity.ERROR)
-    raise typer.Exit(ExitCode.FINDINGS if failed else ExitCode.OK)
+    code = ExitCode.FINDINGS if failed else ExitCode.OK
+    with stdout_may_close(code):
+        if output_format is OutputFormat.JSON:
+            from tiecheck.render.fix_report import render_fix_json
+
+            render_fix_json(result, sys.stdout)
+        else:
+            from tiecheck.render.fix_report import render_fix_table
+
+            render_fix_table(result, sys.stdout)
+    raise typer.Exit(code)
 
 
 @app.command("rules")
@@ -496,10 +517,12 @@ def rules_command(
                 _err(f"error: unknown rule {code!r} (see 'tiecheck rules')")
                 raise typer.Exit(ExitCode.ERROR)
             rules.append(rule)
-        print("\n\n".join(rule.doc_text() for rule in rules))
+        with stdout_may_close(ExitCode.OK):
+            print("\n\n".join(rule.doc_text() for rule in rules))
         return
-    for rule in RULES.values():
-        print(f"{rule.code}  {rule.severity.value:<8} {rule.name:<28} {rule.summary}")
+    with stdout_may_close(ExitCode.OK):
+        for rule in RULES.values():
+            print(f"{rule.code}  {rule.severity.value:<8} {rule.name:<28} {rule.summary}")
 
 
 @app.command("schema")
@@ -512,26 +535,94 @@ def schema_command() -> None:
     """
     from importlib.resources import files
 
-    print(
-        files("tiecheck").joinpath("schema/report.schema.json").read_text(encoding="utf-8"), end=""
-    )
+    text = files("tiecheck").joinpath("schema/report.schema.json").read_text(encoding="utf-8")
+    with stdout_may_close(ExitCode.OK):
+        print(text, end="")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the program is so the same cleanup runs (``fix``
+    removes its temporaries) before the process exits with 128 + the signal number.
+
+    Not ``KeyboardInterrupt``: typer turns that into a silent exit 130 deep inside, before
+    the progress bar can be ended and the interruption said."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def _interrupted() -> None:
+    from tiecheck.cli.progress import BarProgress
+
+    BarProgress.stop_all()  # end the progress line before anything else is printed
+    _err("interrupted")
+
+
+def _usage_error(e: Exception) -> str:
+    """A command-line error in tiecheck's one style (typer words pydantic's validation errors
+    as "Value error, ..."): the message, then where to read more."""
+    message = getattr(e, "format_message", lambda: str(e))()
+    if message.startswith("Usage:"):  # no arguments at all: the help is the message
+        return message
+    message = " ".join(message.replace("Value error, ", "").split())  # one line
+    ctx = getattr(e, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"error: {message}{hint}"
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the command line and return its exit code; every way out is a code, never a
+    traceback: usage errors 2, Ctrl-C 130, SIGTERM 143, a bug 2 with one line."""
+    try:
+        result = app(args=args, prog_name="tiecheck", standalone_mode=False)
+        return result if isinstance(result, int) else ExitCode.OK
+    except typer.Exit as e:
+        return e.exit_code
+    except Interrupted as e:
+        _interrupted()
+        return 128 + e.signum
+    except (KeyboardInterrupt, typer.Abort):  # a caller that kept Python's SIGINT handler
+        _interrupted()
+        return 130
+    except typer.TyperException as e:  # typer's click: usage errors and bad values
+        text = _usage_error(e)
+        if text.startswith("Usage:"):
+            print(text, file=sys.stderr)
+        else:
+            _err(text)
+        return ExitCode.ERROR
+    except BrokenPipeError:
+        silence_stdout()
+        return 141  # what a shell reports for a writer killed by SIGPIPE
+    except Exception as e:  # a bug: say so plainly; users get no traceback
+        if "--debug" in sys.argv or os.environ.get("TIECHECK_DEBUG"):
+            raise
+        _err(f"internal error: {type(e).__name__}: {e} (set TIECHECK_DEBUG=1 for details)")
+        return ExitCode.ERROR
+
+
+def silence_stdout() -> None:
+    """The reader of stdout went away (``| head``): send the rest of the output, and the
+    interpreter's final flush, to /dev/null instead of failing again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main() -> None:
-    """Console entry point; turns any unexpected failure into exit 2 without a traceback."""
+    """Console entry point."""
     for stream in (sys.stdout, sys.stderr):
         # Names read from a checkpoint may hold lone surrogates (pickled strings can): print
         # them escaped instead of failing to encode them.
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    try:
-        app()
-    except KeyboardInterrupt:
-        _err("interrupted")
-        sys.exit(130)
-    except Exception as e:  # a bug: say so plainly; --verbose-free users get no traceback
-        if "--debug" in sys.argv or __import__("os").environ.get("TIECHECK_DEBUG"):
-            raise
-        _err(f"internal error: {type(e).__name__}: {e} (set TIECHECK_DEBUG=1 for details)")
-        sys.exit(ExitCode.ERROR)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
+    sys.exit(run())

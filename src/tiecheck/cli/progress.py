@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 MIN_BYTES_FOR_BAR = 64 << 20
 """Below this, reading takes well under a second; a flashing bar would only be noise."""
@@ -11,9 +12,17 @@ MIN_BYTES_FOR_BAR = 64 << 20
 class BarProgress:
     """Implements ``tiecheck.api.Progress`` with rich (bytes, rate, ETA), transient on stderr."""
 
+    _active: ClassVar[set[BarProgress]] = set()
+
     def __init__(self) -> None:
         self._progress = None
         self._task = None
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """End every bar on screen (an interrupt: the message must not land on a bar)."""
+        for bar in list(cls._active):
+            bar.stop()
 
     @staticmethod
     def wanted(quiet: bool) -> bool:
@@ -41,6 +50,7 @@ class BarProgress:
             transient=True,
         )
         self._progress.start()
+        BarProgress._active.add(self)
         self._task = self._progress.add_task(description, total=total_bytes)
 
     def advance(self, nbytes: int) -> None:
@@ -48,6 +58,7 @@ class BarProgress:
             self._progress.advance(self._task, nbytes)
 
     def stop(self) -> None:
+        BarProgress._active.discard(self)
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

@@ -102,6 +102,11 @@ def _findings(report: Report) -> Table:
     return table
 
 
+def _pipe_closed() -> None:
+    """rich answers a closed stdout with ``SystemExit(1)``; the caller decides the exit code."""
+    raise BrokenPipeError
+
+
 def render_table(
     reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
 ) -> None:
@@ -110,6 +115,7 @@ def render_table(
     # No markup: tensor and file names come from the checkpoint, and "[/]" in one would
     # otherwise be parsed as a closing tag (a MarkupError) or restyle the report.
     console = Console(file=out, highlight=False, soft_wrap=False, width=width, markup=False)
+    console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
     for i, report in enumerate(reports):
         if i:
             console.rule()
