@@ -66,7 +66,10 @@ def stdout_may_close(code: int) -> Iterator[None]:
 
 
 def _err(message: str) -> None:
-    print(f"tiecheck: {message}", file=sys.stderr)
+    """One line on stderr; input text in it (paths, names) cannot drive the terminal."""
+    from tiecheck.render.text import printable
+
+    print(f"tiecheck: {printable(message)}", file=sys.stderr)
 
 
 def _version(value: bool) -> None:

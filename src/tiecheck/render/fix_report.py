@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 from tiecheck.render.json_report import report_dict
 from tiecheck.render.table import human_bytes, render_table
+from tiecheck.render.text import printable
 from tiecheck.report import SCHEMA_VERSION
 from tiecheck.rewrite.fix import FixResult
 
@@ -76,7 +77,7 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
         lines.append("nothing written: nothing to change")
     else:
         lines.append(f"wrote {len(result.written)} file(s) to {result.target}, verified")
-    out.write("\n".join(lines) + "\n")
+    out.write(printable("\n".join(lines), newlines=True) + "\n")
     if result.after is not None:
         out.write("\noutput inspected:\n")
         render_table([result.after], out)

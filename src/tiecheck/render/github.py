@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from tiecheck.render.location import display_path, locate
+from tiecheck.render.text import printable
 from tiecheck.report import Report
 from tiecheck.rules import Severity
 
@@ -22,7 +23,10 @@ COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: 
 
 
 def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Workflow-command escaping of a message; other control characters (an escape sequence
+    in a tensor name) are written as visible escapes, since the log is a terminal too."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(text)
 
 
 def escape_property(text: str) -> str:

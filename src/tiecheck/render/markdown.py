@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tiecheck import __version__
 from tiecheck.render.location import locate
+from tiecheck.render.text import printable
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Severity
 
@@ -23,7 +24,8 @@ _SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
 
 def escape(text: str) -> str:
     """Plain text safe inside Markdown (and table cells): no emphasis, links, HTML or pipes."""
-    return _SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
+    text = text.replace("\r", " ").replace("\n", " ")
+    return printable(_SPECIAL.sub(r"\\\1", text))
 
 
 def code(text: str) -> str:
@@ -31,7 +33,7 @@ def code(text: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}".replace("|", "\\|")
+    return printable(f"{fence}{pad}{text}{pad}{fence}".replace("|", "\\|"))
 
 
 def _status(outcome: Outcome) -> str:

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tiecheck.analysis.ties import GroupResult, Relation, Verdict
+from tiecheck.render.text import printable
 from tiecheck.report import Report
 from tiecheck.rules import Severity
 
@@ -30,6 +31,11 @@ RELATION_MARK = {
     Relation.NOT_COMPARED: " (separate)",
     Relation.ABSENT: " (absent)",
 }
+
+
+def _row(table: Table, *cells: str | Text) -> None:
+    """Add a row, every plain string (input text) made printable first."""
+    table.add_row(*(printable(c) if isinstance(c, str) else c for c in cells))
 
 
 def human_bytes(n: float) -> str:
@@ -54,21 +60,21 @@ def _summary(report: Report) -> Table:
     table.add_column()
     files = list(ckpt.files)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    table.add_row("source", ckpt.source)
-    table.add_row("format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else ""))
-    table.add_row("files", f"{len(files)}: {shown}" if files else "none readable")
-    table.add_row("tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})")
+    _row(table, "source", ckpt.source)
+    _row(table, "format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else ""))
+    _row(table, "files", f"{len(files)}: {shown}" if files else "none readable")
+    _row(table, "tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})")
     if ckpt.config is not None:
-        table.add_row("config", f"{ckpt.config.name} (model_type {report.declared.model_type})")
-    table.add_row("declared", _declared_text(report))
+        _row(table, "config", f"{ckpt.config.name} (model_type {report.declared.model_type})")
+    _row(table, "declared", _declared_text(report))
     if report.duplicates is None:
-        table.add_row("data", "not compared (--no-data)")
+        _row(table, "data", "not compared (--no-data)")
     else:
-        table.add_row("data", f"{human_bytes(report.bytes_read)} read to compare values")
+        _row(table, "data", f"{human_bytes(report.bytes_read)} read to compare values")
     if report.bytes_transferred is not None:
         where = "from the Hugging Face cache" if ckpt.origin == "hub-cache" else "by range requests"
-        table.add_row("hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})")
-    table.add_row("verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict]))
+        _row(table, "hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})")
+    _row(table, "verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict]))
     return table
 
 
@@ -78,10 +84,11 @@ def _groups(groups: list[GroupResult]) -> Table:
         table.add_column(column, no_wrap=True)
     table.add_column("members", overflow="fold")
     for g in groups:
-        members = "\n".join(m.name + RELATION_MARK[m.relation] for m in g.members)
+        members = Text("\n".join(printable(m.name) + RELATION_MARK[m.relation] for m in g.members))
         declared = "-" if g.declared is None else ("tied" if g.declared else "untied")
         diff = g.max_abs_diff
-        table.add_row(
+        _row(
+            table,
             g.state.value,
             declared,
             human_bytes(g.nbytes),
@@ -98,7 +105,7 @@ def _findings(report: Report) -> Table:
     table.add_column("code")
     table.add_column("message", overflow="fold")
     for f in report.findings:
-        table.add_row(Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.code, f.message)
+        _row(table, Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.code, f.message)
     return table
 
 
@@ -130,14 +137,17 @@ def render_table(
             console.print(Text("no findings", style="green"))
         if verbose:
             for note in report.notes:
-                console.print(f"note: {note}", style="dim")
+                console.print(printable(f"note: {note}"), style="dim")
             for s in report.shared_storage:
                 console.print(
-                    f"shared storage {s.storage} in {s.file} ({s.kind.value}): "
-                    + ", ".join(s.keys),
+                    printable(
+                        f"shared storage {s.storage} in {s.file} ({s.kind.value}): "
+                        + ", ".join(s.keys)
+                    ),
                     style="dim",
                 )
             for d in report.duplicates or []:
                 console.print(
-                    f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})", style="dim"
+                    printable(f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"),
+                    style="dim",
                 )

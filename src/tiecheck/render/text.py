@@ -1,0 +1,32 @@
+"""Text from a checkpoint made safe for a terminal.
+
+Tensor names, file names, ``model_type``, metadata and paths come from the input, and a name
+holding ``ESC ] 0 ; ... BEL`` retitles the window, ``ESC [ 2 J`` clears the screen, and a
+right-to-left override (U+202E) makes a name read as another ("Trojan source"). Every text
+renderer (table, GitHub annotations, Markdown, the fix plan, messages on stderr) passes input
+text through ``printable`` so such characters are shown as escapes instead of acted on. JSON,
+SARIF and JUnit keep the exact text (JSON escapes control characters itself; XML replaces what
+it cannot hold).
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` with control, bidirectional-override and lone-surrogate characters written as
+    ``\\xNN``/``\\uNNNN`` escapes; ``newlines=True`` keeps line breaks (for text the renderer
+    laid out in lines itself)."""
+    if newlines:
+        return "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
+    return _UNSAFE.sub(_escape, text)
