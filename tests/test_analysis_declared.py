@@ -256,3 +256,46 @@ def test_hf_olmo_weight_tying_wins_over_tie_word_embeddings(weight_tying: bool) 
     assert result.tied is weight_tying
     assert result.source.endswith("weight_tying")
     assert [f.code for f in findings] == ["TC107"]
+
+
+# -- a flag that is not a boolean ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "reading"),
+    [("false", True), ("true", True), ("", False), (0, False), (1, True), (None, False)],
+)
+def test_a_flag_that_is_not_a_boolean_is_an_error_with_both_readings(
+    value: object, reading: bool
+) -> None:
+    """transformers 5.x refuses such a config (its strict config dataclasses, checked against
+    5.24 in tests/interop); 4.x reads the value's truthiness, so the string "false" ties."""
+    result, findings = declared({"model_type": "llama", "tie_word_embeddings": value})
+    assert result.tied is reading
+    tc117 = [f for f in findings if f.code == "TC117"]
+    assert len(tc117) == 1
+    assert "transformers 5.x refuses to load this config" in tc117[0].message
+    assert f"4.x reads it as {str(reading).lower()}" in tc117[0].message
+
+
+def test_a_nested_flag_of_the_wrong_type_is_reported_too() -> None:
+    _, findings = declared(
+        {"model_type": "qwen2_vl", "text_config": {"tie_word_embeddings": "False"}}
+    )
+    assert [f.code for f in findings if f.code == "TC117"] == ["TC117"]
+    assert "text_config.tie_word_embeddings" in findings_with_code(findings, "TC117")[0].message
+
+
+def findings_with_code(findings: list, code: str) -> list:  # type: ignore[type-arg]
+    return [f for f in findings if f.code == code]
+
+
+def test_a_string_flag_makes_the_verdict_inconsistent(tmp_path: Path) -> None:
+    folder = model_folder(
+        tmp_path / "m",
+        decoder_arrays(head=None),
+        {"model_type": "qwen2", "tie_word_embeddings": "false"},
+    )
+    report = tiecheck.inspect(folder)
+    assert "TC117" in codes(report)
+    assert report.verdict.value == "inconsistent"

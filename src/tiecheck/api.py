@@ -13,7 +13,12 @@ from typing import Protocol
 from tiecheck.analysis.compare import comparison_plan, identical_sets, physical_key
 from tiecheck.analysis.declared import declared_tie
 from tiecheck.analysis.groups import find_groups
-from tiecheck.analysis.integrity import alias_findings, alias_records, index_findings
+from tiecheck.analysis.integrity import (
+    alias_findings,
+    alias_records,
+    empty_file_findings,
+    index_findings,
+)
 from tiecheck.analysis.peft import adapter_findings
 from tiecheck.analysis.sharing import shared_storages, sharing_findings
 from tiecheck.analysis.ties import GroupResult, Verdict, judge_groups, verdict
@@ -125,6 +130,9 @@ def inspect(
     declared, declared_findings = declared_tie(checkpoint.config, records)
     findings += declared_findings
     findings += index_findings(checkpoint)
+    empty, empty_notes = empty_file_findings(checkpoint)
+    findings += empty
+    checkpoint.notes.extend(empty_notes)
     findings += alias_findings(checkpoint, records)
     shared = shared_storages(checkpoint.tensors)
     findings += sharing_findings(shared)

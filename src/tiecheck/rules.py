@@ -220,6 +220,28 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
+        "TC008",
+        "no-tensors",
+        ERR,
+        "a weight file holds no tensors",
+        explanation=(
+            "A file given or found as model weights (a .safetensors file, a .bin/.pt/.pth/.ckpt "
+            "pickle) holds no tensor at all: an empty state dict, a pickle of plain values "
+            "(an epoch counter, a config), an empty safetensors header, or a file of another "
+            "format under a weight file's name."
+        ),
+        why_it_matters=(
+            "Loaders find none of the model's parameters in it: transformers initialises every "
+            "one at random (with warnings), strict loaders (vLLM, mlx-lm, llama.cpp) fail. "
+            "A gate that passes such a file passes a model that does not exist."
+        ),
+        how_to_fix=(
+            "Save the model's state dict again, or point tiecheck at the right file (training "
+            "state such as optimizer.pt, scheduler.pt, rng_state.pth and training_args.bin is "
+            "not model weights: exclude it from the check)."
+        ),
+    ),
+    Rule(
         "TC101",
         "untied-head-missing",
         ERR,
@@ -551,6 +573,27 @@ RULES: dict[str, Rule] = _rules(
         how_to_fix=(
             "`tiecheck fix SRC --to untied -o OUT` stores every alias explicitly; or, if the "
             "head should be tied too, `tiecheck fix SRC --to tied -o OUT`."
+        ),
+    ),
+    Rule(
+        "TC117",
+        "tie-flag-not-boolean",
+        ERR,
+        "the tie flag in the config is not true or false",
+        explanation=(
+            "config.json holds the tie flag with a value that is not a JSON boolean: the string "
+            '"false", a number, null. Usually a config written by hand or by a script that '
+            "quoted every value."
+        ),
+        why_it_matters=(
+            "transformers 5.x validates config fields and refuses to load the config at all; "
+            "transformers 4.x and remote code read the value's truthiness, so the string "
+            '"false" means tied to them and the model is judged by that reading here. Two '
+            "versions of one library disagree about whether the model loads."
+        ),
+        how_to_fix=(
+            "Write a JSON boolean: `tiecheck fix SRC --to tied -o OUT` or `--to untied` sets "
+            "the flag (at every level that carries it) to true or false."
         ),
     ),
     Rule(

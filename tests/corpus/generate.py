@@ -743,11 +743,20 @@ CASES["valid/expanded-view.bin"] = lambda p: write(
 )
 # an empty dict memoised at index 2**31 - 1: valid (torch.load reads {}), but CPython's C
 # unpickler sizes its memo table from the index (a 32 GB allocation, zeroed, from 5 bytes)
+ONE_FLOAT = p_str("w") + p_tensor(p_storage("0", 1, legacy=False), (1,))
 CASES["valid/memo-index-2-pow-31.bin"] = lambda p: write(
-    p, zip_state(b"\x80\x02}r" + struct.pack("<I", 2**31 - 1) + b".")
+    p,
+    zip_state(
+        b"\x80\x02}r" + struct.pack("<I", 2**31 - 1) + ONE_FLOAT + b"s.", {"0": bytes(4)}
+    ),
 )
+# 20,000 nested lists beside one tensor (a weight file without tensors would be TC008)
 CASES["valid/deeply-nested-pickle.bin"] = lambda p: write(
-    p, zip_state(b"\x80\x02" + b"(" * 20_000 + b"l" * 20_000 + b".")
+    p,
+    zip_state(
+        b"\x80\x02}" + p_str("x") + b"(" * 20_000 + b"l" * 20_000 + b"s" + ONE_FLOAT + b"s.",
+        {"0": bytes(4)},
+    ),
 )
 CASES["valid/tiny-zip.bin"] = lambda p: write(p, VALID_ZIP)
 CASES["valid/tiny-legacy.bin"] = lambda p: write(p, VALID_LEGACY)

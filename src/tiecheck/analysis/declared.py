@@ -50,15 +50,50 @@ LM_HEAD_CLASS_MARKERS = (
 )
 
 
-def _explicit_flags(data: dict[str, Any]) -> dict[str, bool]:
-    found: dict[str, bool] = {}
+def _flag_values(data: dict[str, Any]) -> dict[str, object]:
+    """Every tie flag written in the config, by dotted path, whatever its JSON type."""
+    found: dict[str, object] = {}
     levels: list[tuple[str, dict[str, Any]]] = [("", data)]
     levels += [(f"{k}.", data[k]) for k in NESTED if isinstance(data.get(k), dict)]
     for prefix, level in levels:
         for flag in FLAGS:
-            if isinstance(level.get(flag), bool):
+            if flag in level:
                 found[prefix + flag] = level[flag]
     return found
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _explicit_flags(config: ConfigInfo) -> tuple[dict[str, bool], list[Finding]]:
+    """The flags as booleans, and TC117 for each that is not one.
+
+    A non-boolean is read as transformers 4.x (and remote code doing ``if config.flag``) reads
+    it, by truthiness: the string "false" is true. transformers 5.x refuses the config.
+    """
+    flags: dict[str, bool] = {}
+    findings = []
+    for path, value in _flag_values(config.data).items():
+        if isinstance(value, bool):
+            flags[path] = value
+            continue
+        reading = bool(value)
+        flags[path] = reading
+        findings.append(
+            finding(
+                "TC117",
+                f"{config.name}: {path} is {_json_text(value)} ({type(value).__name__}), not "
+                "true or false: transformers 5.x refuses to load this config, 4.x reads it as "
+                f"{str(reading).lower()} ({'tied' if reading else 'untied'})",
+                file=config.name,
+                value=_json_text(value),
+            )
+        )
+    return flags, findings
 
 
 def _model_types(data: dict[str, Any]) -> list[str]:
@@ -86,11 +121,10 @@ def declared_tie(
                 "TC111", "no config.json found; the tie state is inferred from the weights alone"
             )
         ]
-    findings: list[Finding] = []
     types = _model_types(config.data)
     family = next((f for f in map(family_for, types) if f is not None), None)
     model_type = types[0] if types else None
-    flags = _explicit_flags(config.data)
+    flags, findings = _explicit_flags(config)
     common = {
         "model_type": model_type,
         "family": family,

@@ -79,6 +79,42 @@ def index_findings(checkpoint: Checkpoint) -> list[Finding]:
     return findings
 
 
+TRAINING_STATE = re.compile(
+    r"^(optimizer|scheduler|scaler|trainer_state|training_args|rng_state(_\d+)?)\.(pt|pth|bin|json)$"
+)
+"""Files a training run writes beside its checkpoints that are not model weights."""
+
+
+def empty_file_findings(checkpoint: Checkpoint) -> tuple[list[Finding], list[str]]:
+    """TC008 for every readable weight file that holds no tensor; training-state files (named
+    as Trainer and accelerate name them) get a note instead: they are not weights."""
+    counts: dict[str, int] = defaultdict(int)
+    for t in checkpoint.tensors:
+        counts[t.file] += 1
+    findings, notes = [], []
+    for name, file in checkpoint.files.items():
+        if counts[name]:
+            continue
+        base = name.rpartition("/")[2]
+        if TRAINING_STATE.match(base):
+            notes.append(f"{name} is training state, not model weights; it holds no tensors")
+            continue
+        what = (
+            "an empty state dict or plain values"
+            if file.format is not FileFormat.SAFETENSORS
+            else "an empty header"
+        )
+        findings.append(
+            finding(
+                "TC008",
+                f"{name} holds no tensors ({what}): a loader finds none of the model's "
+                "parameters in it",
+                file=name,
+            )
+        )
+    return findings, notes
+
+
 def _stored_twice(checkpoint: Checkpoint) -> list[Finding]:
     files_of: dict[str, list[str]] = defaultdict(list)
     for t in checkpoint.tensors:

@@ -348,7 +348,7 @@ def judge_groups(
     return results, findings
 
 
-INCONSISTENT_CODES = frozenset({"TC101", "TC102", "TC104", "TC201"})
+INCONSISTENT_CODES = frozenset({"TC101", "TC102", "TC104", "TC117", "TC201"})
 
 
 def verdict(results: list[GroupResult], declared: DeclaredTie, findings: list[Finding]) -> Verdict:
