@@ -29,6 +29,13 @@ VOCAB = 64
 HIDDEN = 16
 
 
+def only_report(document: Any) -> Any:
+    """The report of a JSON document (schema 2) that holds exactly one source's report."""
+    reports = document["reports"]
+    assert len(reports) == 1 and not document["errors"], document["errors"]
+    return reports[0]
+
+
 def codes(report: Any) -> set[str]:
     return {f.code for f in report.findings}
 
@@ -173,6 +180,10 @@ class Run:
 
     def json(self) -> Any:
         return json.loads(self.stdout)
+
+    def report(self) -> Any:
+        """The one report of a single-source run's JSON document."""
+        return only_report(self.json())
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> Run:

@@ -112,6 +112,6 @@ def test_cli_with_relative_base(fixtures_dir: Path) -> None:
     adapter = fixtures_dir / "peft-adapter" / "adapter"
     result = run_cli("inspect", ".", "--json", "--no-config", cwd=adapter)
     assert result.code == 1
-    doc = result.json()
+    doc = result.report()
     assert doc["source"]["format"] == "peft-adapter"
     assert [f["code"] for f in doc["findings"]] == ["TC201"]

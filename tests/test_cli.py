@@ -17,8 +17,7 @@ from core_helpers import QWEN2, decoder_arrays, model_folder, run_cli
 from tiecheck.readers.safetensors_format import read_header
 from tiecheck.rules import RULES
 
-TOP_LEVEL_FIELDS = {
-    "schema_version",
+REPORT_FIELDS = {
     "source",
     "config",
     "tensors",
@@ -36,6 +35,15 @@ def strict_json(text: str) -> object:
         raise ValueError(f"{name} in JSON output")
 
     return json.loads(text, parse_constant=no_constants)
+
+
+def strict_report(text: str) -> dict:  # type: ignore[type-arg]
+    """The one report of a single-source JSON document (schema 2)."""
+    document = strict_json(text)
+    assert isinstance(document, dict) and document["schema_version"] == 2
+    (report,) = document["reports"]
+    assert document["errors"] == []
+    return report
 
 
 # -- exit codes ------------------------------------------------------------------------------------
@@ -112,10 +120,8 @@ def test_json_document_fields_and_values(fixtures_dir: Path) -> None:
     folder = fixtures_dir / "tied-head-diverged"
     result = run_cli("inspect", folder, "--json")
     assert result.code == 1
-    doc = strict_json(result.stdout)
-    assert isinstance(doc, dict)
-    assert set(doc) >= TOP_LEVEL_FIELDS
-    assert doc["schema_version"] == 1
+    doc = strict_report(result.stdout)
+    assert set(doc) >= REPORT_FIELDS
 
     header = read_header(folder / "model.safetensors")
     assert doc["tensors"] == len(header.entries)
@@ -153,7 +159,7 @@ def test_json_document_fields_and_values(fixtures_dir: Path) -> None:
 
 def test_json_no_data(fixtures_dir: Path) -> None:
     result = run_cli("inspect", fixtures_dir / "tied-head-duplicate", "--json", "--no-data")
-    doc = strict_json(result.stdout)
+    doc = strict_report(result.stdout)
     assert doc["bytes_read"] == 0
     assert doc["data_compared"] is False
     assert doc["duplicates"] is None
@@ -165,7 +171,7 @@ def test_json_no_data(fixtures_dir: Path) -> None:
 
 
 def test_json_shared_storage(fixtures_dir: Path) -> None:
-    doc = strict_json(run_cli("inspect", fixtures_dir / "pickle-views", "--json").stdout)
+    doc = strict_report(run_cli("inspect", fixtures_dir / "pickle-views", "--json").stdout)
     (shared,) = doc["shared_storage"]
     assert shared["kind"] == "disjoint-views"
     assert shared["file"] == "pytorch_model.bin"
@@ -179,7 +185,7 @@ def test_json_shared_storage(fixtures_dir: Path) -> None:
 def test_json_expect_adds_tc112(fixtures_dir: Path) -> None:
     result = run_cli("inspect", fixtures_dir / "tied-deduplicated", "--json", "--expect", "untied")
     assert result.code == 1
-    doc = strict_json(result.stdout)
+    doc = strict_report(result.stdout)
     assert doc["verdict"] == "tied"
     assert [f["code"] for f in doc["findings"]] == ["TC112"]
 
@@ -193,7 +199,7 @@ def test_json_several_sources(fixtures_dir: Path) -> None:
     )
     assert result.code == 1
     doc = strict_json(result.stdout)
-    assert doc["schema_version"] == 1
+    assert isinstance(doc, dict) and doc["schema_version"] == 2
     verdicts = [r["verdict"] for r in doc["reports"]]
     assert verdicts == ["tied", "inconsistent"]
 
@@ -203,7 +209,7 @@ def test_output_file(fixtures_dir: Path, tmp_path: Path) -> None:
     result = run_cli("inspect", fixtures_dir / "tied-deduplicated", "--json", "-o", out)
     assert result.code == 0
     assert result.stdout == ""
-    assert strict_json(out.read_text())["verdict"] == "tied"
+    assert strict_report(out.read_text())["verdict"] == "tied"
 
 
 def test_table_output_names_the_verdict_and_codes(fixtures_dir: Path) -> None:
@@ -233,7 +239,7 @@ def test_in_process_runner_matches_the_subprocess(fixtures_dir: Path) -> None:
         app, ["inspect", str(fixtures_dir / "embedding-missing"), "--json", "--no-config"]
     )
     assert result.exit_code == 1
-    doc = strict_json(result.stdout)
+    doc = strict_report(result.stdout)
     assert [f["code"] for f in doc["findings"]] == ["TC104"]
 
 
@@ -245,7 +251,7 @@ def test_json_stays_strict_when_a_difference_is_infinite(tmp_path: Path) -> None
     tensors["lm_head.weight"] = head
     model_folder(tmp_path, tensors, {**QWEN2, "tie_word_embeddings": True})
     result = run_cli("inspect", tmp_path, "--json")
-    doc = strict_json(result.stdout)  # no bare Infinity/NaN tokens
+    doc = strict_report(result.stdout)  # no bare Infinity/NaN tokens
     (group,) = doc["tie_groups"]
     assert group["max_abs_diff"] == "inf"
     assert group["differing_fraction"] == pytest.approx(2 / head.size)

@@ -71,7 +71,9 @@ class Outcome:
     workdir: Path
 
     def findings(self) -> list[dict[str, Any]]:
-        return json.loads(self.stdout)["findings"] if self.stdout.strip() else []
+        if not self.stdout.strip():
+            return []
+        return [f for r in json.loads(self.stdout)["reports"] for f in r["findings"]]
 
 
 # ``python -m tiecheck`` (runpy.run_module is what -m runs), reporting the peak resident memory

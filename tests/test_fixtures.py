@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tiecheck
-from core_helpers import FIXTURES
+from core_helpers import FIXTURES, only_report
 from tiecheck.cli import app
 
 
@@ -110,7 +110,7 @@ def test_fixture_through_the_cli(
     result = CliRunner().invoke(app, ["inspect", target, "--json", "--no-config", "-q"])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert result.exit_code == case.exit_code, result.output
-    doc = json.loads(result.stdout)
+    doc = only_report(json.loads(result.stdout))
     assert {f["code"] for f in doc["findings"]} == case.codes
     assert doc["verdict"] == case.verdict
 

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 
 from ci_helpers import CASE, CASES, DATA, build, fixture_cases, run_cli, write_model
-from tiecheck.render import RUN_FORMATS, OutputFormat, renderer
+from tiecheck.render import OutputFormat, renderer
 from tiecheck.render.github import escape_data, escape_property
 from tiecheck.rules import RULES, Severity
 
@@ -74,17 +74,17 @@ def sarif_errors(document: Any) -> list[str]:
 # the registry
 
 
-def test_every_format_has_a_renderer_and_run_formats_render_an_empty_run() -> None:
-    from tiecheck.policy import Run
+def test_every_format_has_a_renderer_and_renders_an_empty_run() -> None:
+    from tiecheck.run import Run
 
+    documents = {OutputFormat.JSON, OutputFormat.SARIF, OutputFormat.JUNIT, OutputFormat.MARKDOWN}
     for fmt in OutputFormat:
         render = renderer(fmt)
         assert callable(render)
-        if fmt in RUN_FORMATS:
-            out = io.StringIO()
-            render([], out, run=Run())
-            # a document for the file-based formats; no annotation when there is nothing to say
-            assert bool(out.getvalue().strip()) is (fmt is not OutputFormat.GITHUB), fmt
+        out = io.StringIO()
+        render(Run(), out)
+        # a document for the file-based formats; nothing to say for the line-based ones
+        assert bool(out.getvalue().strip()) is (fmt in documents), fmt
 
 
 def test_only_the_table_format_imports_rich(tmp_path: Path) -> None:
@@ -158,10 +158,11 @@ def test_json_report_of_each_built_case_matches_the_schema(
     assert result.code == 0, result.stderr
     document = json.loads(result.stdout)
     validate_report(document)
-    assert document["data_compared"] is not no_data
+    (report,) = document["reports"]
+    assert report["data_compared"] is not no_data
     if not no_data:
-        assert {f["code"] for f in document["findings"]} == CASE[case].codes
-        assert document["verdict"] == CASE[case].verdict
+        assert {f["code"] for f in report["findings"]} == CASE[case].codes
+        assert report["verdict"] == CASE[case].verdict
 
 
 def test_multi_source_json_document_matches_the_schema(tmp_path: Path) -> None:
@@ -195,9 +196,7 @@ def test_all_committed_fixtures_in_one_document_match_the_schema() -> None:
 
 def test_schema_rejects_a_report_with_a_wrong_field() -> None:
     """The schema is not vacuous: a wrong verdict or a missing key fails validation."""
-    document = {
-        "schema_version": 1,
-        "tool": {"name": "tiecheck", "version": "0"},
+    report = {
         "source": {
             "path": "x",
             "format": "safetensors",
@@ -219,18 +218,39 @@ def test_schema_rejects_a_report_with_a_wrong_field() -> None:
         "findings": [],
         "summary": {"error": 0, "warning": 0, "info": 0},
         "notes": [],
+        "policy": {"expect": None, "fail_on": "error", "disabled": []},
+        "passed": True,
+    }
+    document = {
+        "schema_version": 2,
+        "tool": {"name": "tiecheck", "version": "0"},
+        "policy": {"config_file": None, "table": None, "isolated": False, "exit_zero": False},
+        "exit_code": 0,
+        "summary": {
+            "sources": 1,
+            "passed": 1,
+            "failed": 0,
+            "errors": 0,
+            "findings": {"error": 0, "warning": 0, "info": 0},
+        },
+        "reports": [report],
+        "errors": [],
     }
     validate_report(document)
     bad = copy.deepcopy(document)
-    bad["verdict"] = "sort-of-tied"
+    bad["reports"][0]["verdict"] = "sort-of-tied"
     with pytest.raises(jsonschema.ValidationError):
         validate_report(bad)
     bad = copy.deepcopy(document)
-    del bad["summary"]
+    del bad["reports"][0]["summary"]
     with pytest.raises(jsonschema.ValidationError):
         validate_report(bad)
     bad = copy.deepcopy(document)
-    bad["undocumented"] = 1
+    del bad["errors"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_report(bad)
+    bad = copy.deepcopy(document)
+    bad["reports"][0]["undocumented"] = 1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(strict(report_schema())).validate(bad)
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ci_helpers import DATA, REPO, build, run_cli
-from tiecheck.policy import load_config
+from tiecheck.config import load_config
 
 HOOKS_FILE = REPO / ".pre-commit-hooks.yaml"
 ACTION_FILE = REPO / "action.yml"

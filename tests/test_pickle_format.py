@@ -368,7 +368,7 @@ def test_hostile_fixtures_give_tc002_and_never_run(
 
     result = run_cli("inspect", path, "--json", cwd=tmp_path)
     assert result.code == 1
-    assert [f["code"] for f in result.json()["findings"]] == ["TC002"]
+    assert [f["code"] for f in result.report()["findings"]] == ["TC002"]
     assert not (tmp_path / MARKER).exists()
 
 

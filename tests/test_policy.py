@@ -15,7 +15,7 @@ import pytest
 
 from ci_helpers import CASES, build, run_cli, write_model
 from tiecheck.cli.sources import expand_globs, group_by_checkpoint, read_source_list
-from tiecheck.policy import (
+from tiecheck.config import (
     Config,
     ConfigError,
     Layer,
@@ -26,6 +26,7 @@ from tiecheck.policy import (
     load_config,
     parse_codes,
 )
+from tiecheck.options import Expect, FailOn
 from tiecheck.rules import RULES, Severity
 
 
@@ -39,8 +40,7 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def codes_of(stdout: str) -> list[str]:
-    document = json.loads(stdout)
-    reports = document.get("reports", [document])
+    reports = json.loads(stdout)["reports"]
     return [f["code"] for r in reports for f in r["findings"]]
 
 
@@ -108,7 +108,7 @@ def test_ignore_removes_findings_before_rendering_and_exit_code(work: Path) -> N
     write(work / "tiecheck.toml", 'ignore = ["TC101"]\n')
     result = run_cli("inspect", "untied-head-missing", "--json", "-q")
     assert result.code == 0
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["reports"][0]
     assert document["findings"] == []
     assert document["summary"] == {"error": 0, "warning": 0, "info": 0}
     assert document["verdict"] == "inconsistent"  # a fact about the weights, not a finding
@@ -157,6 +157,7 @@ def test_overrides_apply_to_matching_sources_only(work: Path) -> None:
     assert [[f["code"] for f in r["findings"]] for r in reports] == [["TC103"], []]
     assert result.code == 1
     assert "1 passed, 1 failed" in result.stderr
+    assert "configuration: pyproject.toml [tool.tiecheck]" in result.stderr
 
 
 def test_later_overrides_win_and_flags_win_over_all(work: Path) -> None:
@@ -174,7 +175,7 @@ def test_later_overrides_win_and_flags_win_over_all(work: Path) -> None:
     )
     config = discover_config()
     policy = config.policy_for("models/tied-duplicate")
-    assert policy.fail_on is Severity.INFO and policy.expect is not None
+    assert policy.fail_on is FailOn.INFO and policy.expect is Expect.UNTIED
     result = run_cli("inspect", "models/tied-duplicate", "--json", "-q")
     assert sorted(codes_of(result.stdout)) == ["TC103", "TC112"]
     assert result.code == 1
@@ -186,18 +187,18 @@ def test_later_overrides_win_and_flags_win_over_all(work: Path) -> None:
 
 def test_policy_layers_select_resets_ignore_subtracts() -> None:
     layers = [
-        Layer(select=frozenset({"TC101", "TC102", "TC103"}), ignore=frozenset({"TC103"})),
-        Layer(ignore=frozenset({"TC102"}), fail_on="warning"),
-        Layer(expect="tied"),
+        Layer(select=parse_codes(["TC101,TC102,TC103"]), ignore=parse_codes(["TC103"])),
+        Layer(ignore=parse_codes(["TC102"]), fail_on=FailOn.WARNING),
+        Layer(expect=Expect.TIED),
     ]
     policy = Policy.from_layers(layers)
     assert policy.enabled == {"TC101"}
-    assert policy.fail_on is Severity.WARNING
-    assert policy.expect is not None and policy.expect.value == "tied"
+    assert policy.fail_on is FailOn.WARNING and policy.threshold is Severity.WARNING
+    assert policy.expect is Expect.TIED
     # a later select re-enables what an earlier layer ignored (as ruff's --select does)
-    policy = Policy.from_layers([*layers, Layer(select=frozenset({"TC103"}))])
+    policy = Policy.from_layers([*layers, Layer(select=parse_codes(["TC103"]))])
     assert policy.enabled == {"TC103"}
-    assert Policy.from_layers([Layer(fail_on="never")]).fail_on is None
+    assert Policy.from_layers([Layer(fail_on=FailOn.NEVER)]).threshold is None
     assert Policy.from_layers([]) == Policy()
 
 
@@ -333,17 +334,18 @@ def test_mixed_run_exit_code_and_combined_summary(work: Path) -> None:
     build(work, "tied-duplicate")
     result = run_cli("inspect", "tied-clean", "untied-head-missing", "tied-duplicate")
     assert result.code == 1
-    assert "failed      untied-head-missing (inconsistent; 1 error(s), 0 warning(s))" in (
-        result.stderr
-    )
+    assert "failed      untied-head-missing (inconsistent; 1 finding(s))" in result.stderr
     assert result.stderr.rstrip().endswith(
-        "3 source(s): 2 passed, 1 failed, 0 unreadable; 1 error(s), 1 warning(s), 0 info"
+        "exit 1: 1 of 3 source(s) failed (fail-on error); 2 passed, 1 failed, 0 unreadable; "
+        "1 error(s), 1 warning(s), 0 info; configuration: no configuration file"
     )
     # one unreadable source makes it 2, and --exit-zero does not hide that
     result = run_cli("inspect", "tied-clean", "untied-head-missing", "missing", "--exit-zero")
     assert result.code == 2
-    assert "unreadable  missing" in result.stderr
-    assert "3 source(s): 1 passed, 1 failed, 1 unreadable" in result.stderr
+    assert "tiecheck: error: missing: no such file or folder" in result.stderr
+    assert "exit 2: 1 of 3 source(s) could not be read; 1 passed, 1 failed, 1 unreadable" in (
+        result.stderr
+    )
     # --exit-zero hides findings only
     assert run_cli("inspect", "tied-clean", "untied-head-missing", "--exit-zero").code == 0
     assert run_cli("inspect", "tied-clean", "tied-duplicate").code == 0
@@ -371,7 +373,7 @@ def test_from_file_list_with_comments_and_globs(work: Path) -> None:
     dup = run_cli(
         "inspect", "zoo/tied-clean", "--from-file", "-", "--json", stdin="zoo/tied-clean\n# x\n"
     )
-    assert dup.code == 0 and "1 source(s): 1 passed" in dup.stderr
+    assert dup.code == 0 and "exit 0: 1 source(s) passed" in dup.stderr
 
 
 def test_from_file_errors_and_no_sources(work: Path) -> None:
@@ -415,7 +417,7 @@ def test_group_shards_inspects_each_checkpoint_once(work: Path) -> None:
     assert group_by_checkpoint(shard_files) == ["sharded-untied"]
     result = run_cli("inspect", "--group-shards", *shard_files, "--json", "-q")
     assert result.code == 0
-    assert json.loads(result.stdout)["source"]["path"] == "sharded-untied"
+    assert json.loads(result.stdout)["reports"][0]["source"]["path"] == "sharded-untied"
     # a stale pickle beside model.safetensors is not what the folder loads: kept as itself
     clean = build(work, "tied-clean")
     (clean / "pytorch_model.bin").write_bytes(b"not read by loaders")
@@ -456,7 +458,8 @@ def test_every_rule_is_documented() -> None:
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.name)
 
 
-def test_rules_command_lists_and_explains() -> None:
+def test_rules_command_lists_and_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     listing = run_cli("rules")
     assert listing.code == 0
     lines = listing.stdout.splitlines()
@@ -470,7 +473,8 @@ def test_rules_command_lists_and_explains() -> None:
     one = run_cli("rules", "TC101")
     assert one.code == 0
     rule = RULES["TC101"]
-    assert one.stdout == rule.doc_text() + "\n"
+    assert one.stdout == rule.doc_text(width=80) + "\n"
+    assert max(len(line) for line in one.stdout.splitlines() if "`" not in line) <= 80
     for heading in ("What it means:", "Why it matters:", "How to fix:"):
         assert heading in one.stdout
     assert "tiecheck fix SRC --to tied -o OUT" in one.stdout
@@ -544,7 +548,7 @@ def test_fix_calls_of_every_rule_are_accepted_by_the_cli() -> None:
 
 def test_config_default_is_all_rules_and_fail_on_error() -> None:
     policy = Config().policy_for("anything")
-    assert policy.enabled == set(RULES) and policy.fail_on is Severity.ERROR
+    assert policy.enabled == set(RULES) and policy.fail_on is FailOn.ERROR
     assert policy.expect is None
 
 

@@ -10,7 +10,7 @@ from tiecheck.analysis.ties import GroupResult, Verdict
 from tiecheck.model import Checkpoint
 from tiecheck.rules import Finding, Severity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,11 @@ fix it). The same text feeds ``tiecheck rules CODE``, SARIF ``rules[]`` and the 
 
 from __future__ import annotations
 
+import re
+import textwrap
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 
 class Severity(str, Enum):
@@ -29,9 +32,60 @@ class Severity(str, Enum):
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 
 
+class Code(str, Enum):
+    """Every rule code, by its name: the only place a code is spelled. A ``Code`` is a ``str``
+    (``Code.UNTIED_HEAD_MISSING == "TC101"``), so JSON, ignore lists and tests use the text."""
+
+    INVALID_FILE = "TC001"
+    UNSAFE_PICKLE = "TC002"
+    MISSING_SHARD = "TC003"
+    INDEX_TENSOR_NOT_IN_SHARD = "TC004"
+    TENSOR_NOT_IN_INDEX = "TC005"
+    TENSOR_STORED_TWICE = "TC006"
+    TOTAL_SIZE_MISMATCH = "TC007"
+    NO_TENSORS = "TC008"
+    UNTIED_HEAD_MISSING = "TC101"
+    TIED_BUT_DIVERGED = "TC102"
+    TIED_DUPLICATE_COPY = "TC103"
+    EMBEDDING_MISSING = "TC104"
+    UNTIED_BUT_IDENTICAL = "TC105"
+    TIE_FLAG_DEFAULTED = "TC106"
+    TIE_FLAGS_DISAGREE = "TC107"
+    ALIAS_RECORD_MISMATCH = "TC108"
+    PICKLE_SHARED_STORAGE = "TC109"
+    PICKLE_STORAGE_VIEWS = "TC110"
+    NO_CONFIG = "TC111"
+    UNEXPECTED_TIE_STATE = "TC112"
+    TIED_COPY_NOT_COMPARED = "TC113"
+    IDENTICAL_TENSORS = "TC114"
+    ALIAS_UNTIED_BY_FLAG = "TC115"
+    UNTIED_ALIAS_MISSING = "TC116"
+    TIE_FLAG_NOT_BOOLEAN = "TC117"
+    ADAPTER_UNTIED_COPIES = "TC201"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def rule(self) -> Rule:
+        return RULES[self]
+
+
+class Where(str, Enum):
+    """Where a finding points when it names no file of its own (SARIF, GitHub annotations)."""
+
+    FILES = "files"
+    """the weight files (the index when there is one, else the first file)."""
+    CONFIG = "config"
+    """config.json: the finding is about what the config declares."""
+
+
 @dataclass(frozen=True)
 class Rule:
-    code: str
+    code: Code
     name: str
     """kebab-case name, as in ruff: readable in ignore lists."""
     severity: Severity
@@ -44,6 +98,11 @@ class Rule:
     """what loaders (transformers 4.x/5.x, vLLM, mlx-lm, llama.cpp...) do with such a checkpoint."""
     how_to_fix: str = ""
     """the remedy, naming the ``tiecheck fix`` call where one exists."""
+    inconsistent: bool = False
+    """an error finding of this rule makes the verdict ``inconsistent``: loaders disagree
+    about (or cannot build) the model."""
+    where: Where = Where.FILES
+    """what the finding points at when it names no file."""
 
     def sections(self) -> list[tuple[str, str]]:
         """The documentation as (heading, text) pairs, in the fixed order every format uses."""
@@ -53,31 +112,65 @@ class Rule:
             ("How to fix", self.how_to_fix),
         ]
 
-    def doc_text(self) -> str:
-        """Plain-text documentation (``tiecheck rules CODE``, SARIF ``help.text``)."""
-        lines = [f"{self.code} {self.name} ({self.severity.value}): {self.summary}"]
+    def doc_text(self, width: int | None = None) -> str:
+        """Plain-text documentation (``tiecheck rules CODE``, SARIF ``help.text``); wrapped
+        to ``width`` columns when given (a terminal), one line per paragraph otherwise."""
+        lines = [f"{self.code.value} {self.name} ({self.severity.value}): {self.summary}"]
         for heading, text in self.sections():
-            lines += ["", f"{heading}:", text]
+            lines += ["", f"{heading}:", _wrap(text, width) if width else text]
+        if width:
+            lines[0] = textwrap.fill(lines[0], width, subsequent_indent="  ")
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        """Every field, for ``tiecheck rules --format json``."""
+        return {
+            "code": self.code.value,
+            "name": self.name,
+            "severity": self.severity.value,
+            "summary": self.summary,
+            "explanation": self.explanation,
+            "why_it_matters": self.why_it_matters,
+            "how_to_fix": self.how_to_fix,
+            "makes_verdict_inconsistent": self.inconsistent,
+            "located_in": self.where.value,
+        }
 
     def doc_markdown(self, level: int = 3) -> str:
         """Markdown documentation (SARIF ``help.markdown``, the Markdown report)."""
         hashes = "#" * level
-        parts = [f"{hashes} {self.code} `{self.name}` ({self.severity.value})", "", self.summary]
+        parts = [
+            f"{hashes} {self.code.value} `{self.name}` ({self.severity.value})",
+            "",
+            self.summary,
+        ]
         for heading, text in self.sections():
             parts += ["", f"**{heading}.** {text}"]
         return "\n".join(parts)
 
 
-def _rules(*rules: Rule) -> dict[str, Rule]:
-    return {r.code: r for r in rules}
+_CODE_SPAN = re.compile(r"`[^`]*`")
+
+
+def _wrap(text: str, width: int) -> str:
+    """Wrap prose to ``width`` columns without breaking a `command` apart (a fix call must
+    stay one line to be copied)."""
+    glued = _CODE_SPAN.sub(lambda m: m.group().replace(" ", "\0"), text)
+    wrapped = textwrap.fill(glued, width, break_on_hyphens=False, break_long_words=False)
+    return wrapped.replace("\0", " ")
+
+
+def _rules(*rules: Rule) -> dict[Code, Rule]:
+    table = {r.code: r for r in rules}
+    assert list(table) == list(Code), "one rule per code, in code order"
+    return table
 
 
 ERR, WARN, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
-RULES: dict[str, Rule] = _rules(
+RULES: dict[Code, Rule] = _rules(
     Rule(
-        "TC001",
+        Code.INVALID_FILE,
         "invalid-file",
         ERR,
         "file unreadable or invalid",
@@ -101,7 +194,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC002",
+        Code.UNSAFE_PICKLE,
         "unsafe-pickle",
         ERR,
         "pickle would need code execution to load; not loaded",
@@ -123,7 +216,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC003",
+        Code.MISSING_SHARD,
         "missing-shard",
         ERR,
         "index names a shard file that does not exist",
@@ -145,7 +238,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC004",
+        Code.INDEX_TENSOR_NOT_IN_SHARD,
         "index-tensor-not-in-shard",
         ERR,
         "index maps a tensor to a shard that does not hold it",
@@ -166,7 +259,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC005",
+        Code.TENSOR_NOT_IN_INDEX,
         "tensor-not-in-index",
         WARN,
         "a shard holds a tensor the index does not list",
@@ -182,7 +275,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC006",
+        Code.TENSOR_STORED_TWICE,
         "tensor-stored-twice",
         ERR,
         "a tensor name is stored more than once (two shards, or duplicate header keys)",
@@ -201,7 +294,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC007",
+        Code.TOTAL_SIZE_MISMATCH,
         "total-size-mismatch",
         WARN,
         "index total_size disagrees with the stored payload",
@@ -220,7 +313,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC008",
+        Code.NO_TENSORS,
         "no-tensors",
         ERR,
         "a weight file holds no tensors",
@@ -242,7 +335,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC101",
+        Code.UNTIED_HEAD_MISSING,
         "untied-head-missing",
         ERR,
         "declared untied but the head is missing: loaders initialise it at random",
@@ -266,9 +359,11 @@ RULES: dict[str, Rule] = _rules(
             "-o OUT` stores it as a copy of the embedding. If a separately trained head was "
             "lost, only the training run has it: no tool can recreate it."
         ),
+        inconsistent=True,
+        where=Where.CONFIG,
     ),
     Rule(
-        "TC102",
+        Code.TIED_BUT_DIVERGED,
         "tied-but-diverged",
         ERR,
         "declared tied but head and embedding are both stored with different values",
@@ -290,9 +385,10 @@ RULES: dict[str, Rule] = _rules(
             "SRC --to tied --keep embedding -o OUT` (what transformers 4.x does on load) or "
             "`--keep head` (keep the fine-tuned head's values)."
         ),
+        inconsistent=True,
     ),
     Rule(
-        "TC103",
+        Code.TIED_DUPLICATE_COPY,
         "tied-duplicate-copy",
         WARN,
         "declared tied and the head is stored as an identical copy (bytes wasted)",
@@ -314,7 +410,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC104",
+        Code.EMBEDDING_MISSING,
         "embedding-missing",
         ERR,
         "the head is stored but the embedding it ties to is missing",
@@ -332,9 +428,10 @@ RULES: dict[str, Rule] = _rules(
             "`tiecheck fix SRC --to tied -o OUT` stores the bytes under the embedding's name, "
             "as transformers writes tied models. `--to untied` stores both names explicitly."
         ),
+        inconsistent=True,
     ),
     Rule(
-        "TC105",
+        Code.UNTIED_BUT_IDENTICAL,
         "untied-but-identical",
         INFO,
         "declared untied but head and embedding are identical",
@@ -354,7 +451,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC106",
+        Code.TIE_FLAG_DEFAULTED,
         "tie-flag-defaulted",
         INFO,
         "config omits the tie flag; the class default was used",
@@ -372,9 +469,10 @@ RULES: dict[str, Rule] = _rules(
             "Write the flag explicitly: `tiecheck fix SRC --to tied -o OUT` (or `--to untied`, "
             "matching the verdict) sets it in config.json and copies the weights unchanged."
         ),
+        where=Where.CONFIG,
     ),
     Rule(
-        "TC107",
+        Code.TIE_FLAGS_DISAGREE,
         "tie-flags-disagree",
         WARN,
         "tie flags at different config levels disagree",
@@ -392,9 +490,10 @@ RULES: dict[str, Rule] = _rules(
             "Make the levels agree: `tiecheck fix SRC --to untied -o OUT` when a trained head is "
             "stored (verdict untied), `--to tied` when it is not; either sets every level."
         ),
+        where=Where.CONFIG,
     ),
     Rule(
-        "TC108",
+        Code.ALIAS_RECORD_MISMATCH,
         "alias-record-mismatch",
         WARN,
         "an alias record names tensors that are absent or contradicts what is stored",
@@ -416,7 +515,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC109",
+        Code.PICKLE_SHARED_STORAGE,
         "pickle-shared-storage",
         INFO,
         "tensors share one storage in a pickle (a tie safetensors cannot hold as is)",
@@ -436,7 +535,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC110",
+        Code.PICKLE_STORAGE_VIEWS,
         "pickle-storage-views",
         WARN,
         "tensors are different views of one storage (safetensors conversion must copy)",
@@ -457,7 +556,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC111",
+        Code.NO_CONFIG,
         "no-config",
         INFO,
         "no config found; tie state inferred from the weights alone",
@@ -474,9 +573,10 @@ RULES: dict[str, Rule] = _rules(
             "Ship config.json with the weights, with tie_word_embeddings set explicitly. "
             "`tiecheck fix` can only change the weights when there is no config."
         ),
+        where=Where.CONFIG,
     ),
     Rule(
-        "TC112",
+        Code.UNEXPECTED_TIE_STATE,
         "unexpected-tie-state",
         ERR,
         "the tie state differs from --expect",
@@ -494,9 +594,10 @@ RULES: dict[str, Rule] = _rules(
             "`tiecheck fix SRC --to tied -o OUT` or `--to untied` to restore the expected "
             "state, or update `expect` if the change is intended."
         ),
+        where=Where.CONFIG,
     ),
     Rule(
-        "TC113",
+        Code.TIED_COPY_NOT_COMPARED,
         "tied-copy-not-compared",
         WARN,
         "declared tied, head and embedding stored separately; values not compared (--no-data)",
@@ -515,7 +616,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC114",
+        Code.IDENTICAL_TENSORS,
         "identical-tensors",
         INFO,
         "byte-identical tensors outside any tie group (bytes stored twice)",
@@ -534,7 +635,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC115",
+        Code.ALIAS_UNTIED_BY_FLAG,
         "alias-untied-by-flag",
         WARN,
         "declared untied, and an architecture alias (encoder/decoder embedding, decoder bias) "
@@ -556,7 +657,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC116",
+        Code.UNTIED_ALIAS_MISSING,
         "untied-alias-missing",
         WARN,
         "declared untied, and an architecture alias (encoder/decoder embedding, decoder bias) "
@@ -576,7 +677,7 @@ RULES: dict[str, Rule] = _rules(
         ),
     ),
     Rule(
-        "TC117",
+        Code.TIE_FLAG_NOT_BOOLEAN,
         "tie-flag-not-boolean",
         ERR,
         "the tie flag in the config is not true or false",
@@ -595,9 +696,11 @@ RULES: dict[str, Rule] = _rules(
             "Write a JSON boolean: `tiecheck fix SRC --to tied -o OUT` or `--to untied` sets "
             "the flag (at every level that carries it) to true or false."
         ),
+        inconsistent=True,
+        where=Where.CONFIG,
     ),
     Rule(
-        "TC201",
+        Code.ADAPTER_UNTIED_COPIES,
         "adapter-untied-copies",
         WARN,
         "a PEFT adapter stores separate embedding and head copies for a tied base model",
@@ -617,6 +720,7 @@ RULES: dict[str, Rule] = _rules(
             "matrices, or `--to tied --keep embedding|head` to keep one; `tiecheck fix` does "
             "not rewrite adapters themselves."
         ),
+        inconsistent=True,
     ),
 )
 
@@ -631,8 +735,17 @@ def find_rule(selector: str) -> Rule | None:
 
 
 @dataclass(frozen=True)
+class Location:
+    """The file (and line) a finding points at, as the user's paths name it."""
+
+    path: Path
+    line: int | None = None
+    """1-based line in a text file (config.json, an index), when one can be named."""
+
+
+@dataclass(frozen=True)
 class Finding:
-    code: str
+    code: Code
     severity: Severity
     message: str
     keys: tuple[str, ...] = ()
@@ -641,6 +754,8 @@ class Finding:
     """the file the finding is located in, relative to the source root where possible."""
     details: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
     """machine-readable extras (differences, byte counts) for JSON consumers."""
+    location: Location | None = field(default=None, compare=False)
+    """where the finding points, set once the checkpoint's files are known (``inspect``)."""
 
     @property
     def rule(self) -> Rule:
@@ -648,7 +763,7 @@ class Finding:
 
 
 def finding(
-    code: str,
+    code: Code | str,
     message: str,
     *,
     keys: tuple[str, ...] | list[str] = (),
@@ -657,6 +772,7 @@ def finding(
     **details: object,
 ) -> Finding:
     """Build a finding with the rule's default severity unless the evidence raises it."""
+    code = Code(code)
     return Finding(
         code=code,
         severity=severity or RULES[code].severity,

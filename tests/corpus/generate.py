@@ -746,9 +746,7 @@ CASES["valid/expanded-view.bin"] = lambda p: write(
 ONE_FLOAT = p_str("w") + p_tensor(p_storage("0", 1, legacy=False), (1,))
 CASES["valid/memo-index-2-pow-31.bin"] = lambda p: write(
     p,
-    zip_state(
-        b"\x80\x02}r" + struct.pack("<I", 2**31 - 1) + ONE_FLOAT + b"s.", {"0": bytes(4)}
-    ),
+    zip_state(b"\x80\x02}r" + struct.pack("<I", 2**31 - 1) + ONE_FLOAT + b"s.", {"0": bytes(4)}),
 )
 # 20,000 nested lists beside one tensor (a weight file without tensors would be TC008)
 CASES["valid/deeply-nested-pickle.bin"] = lambda p: write(

@@ -1,7 +1,9 @@
-"""The ``tiecheck`` command: a thin shell over the library that parses, renders and exits.
+"""The ``tiecheck`` command: a thin shell over the library. Each command parses its options
+into the library's terms, calls it, renders what it returns and exits with its code.
 
-Exit codes (``ExitCode``): 0 nothing at or above ``--fail-on``; 1 findings at or above it;
-2 usage errors or a source that cannot be opened. A 2 is never hidden by findings elsewhere.
+Exit codes (``tiecheck.options.ExitCode``): 0 nothing at or above ``--fail-on``; 1 findings at
+or above it; 2 usage errors, configuration errors or a source that cannot be opened (never
+hidden by ``--exit-zero``); 130/143 interrupted.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from enum import Enum, IntEnum
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tiecheck import __version__
-from tiecheck.render import OutputFormat
-from tiecheck.rules import Severity
+from tiecheck.options import ExitCode, Expect, FailOn, Keep
+from tiecheck.render import FixFormat, OutputFormat
 
 app = typer.Typer(
     name="tiecheck",
@@ -33,24 +35,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-class ExitCode(IntEnum):
-    OK = 0
-    FINDINGS = 1
-    ERROR = 2
-
-
-class Expect(str, Enum):
-    TIED = "tied"
-    UNTIED = "untied"
-
-
-class FailOn(str, Enum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-    NEVER = "never"
 
 
 @contextlib.contextmanager
@@ -72,6 +56,12 @@ def _err(message: str) -> None:
     print(f"tiecheck: {printable(message)}", file=sys.stderr)
 
 
+def _fail(message: str) -> typer.Exit:
+    """Say ``error: message`` and return the exit to raise (code 2)."""
+    _err(f"error: {message}")
+    return typer.Exit(ExitCode.ERROR)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"tiecheck {__version__}")
@@ -87,53 +77,75 @@ def _root(
     """Inspect and repair weight tying in model checkpoints."""
 
 
-def _codes_option(values: list[str] | None, flag: str) -> frozenset[str] | None:
-    from tiecheck.policy import parse_codes
+def _codes_option(values: list[str] | None, flag: str):  # type: ignore[no-untyped-def]
+    from tiecheck.config import parse_codes
 
     if not values:
         return None
     try:
         return parse_codes(values)
     except ValueError as e:
-        _err(f"error: {flag}: {e} (see 'tiecheck rules')")
-        raise typer.Exit(ExitCode.ERROR) from None
+        raise _fail(f"{flag}: {e} (see 'tiecheck rules')") from None
+
+
+def _output(path: Path | None):  # type: ignore[no-untyped-def]
+    """Where a report goes: the ``-o`` file (opened before any work, so a bad path fails
+    fast) or stdout."""
+    if path is None:
+        return contextlib.nullcontext(sys.stdout)
+    try:
+        return path.open("w", encoding="utf-8", errors="backslashreplace")
+    except OSError as e:
+        raise _fail(f"cannot write {path}: {e.strerror or e}") from None
+
+
+SOURCES_HELP = (
+    "Checkpoints to inspect: a .safetensors file, a .bin/.pt/.pth/.ckpt pickle, an "
+    "*.index.json, a model folder, a PEFT adapter folder, or a Hugging Face Hub repo "
+    "(ORG/NAME[@REV], hf://ORG/NAME[@REV][/SUBFOLDER], https://huggingface.co/ORG/NAME). "
+    "A local path always wins over a repo id of the same spelling, and a path that does not "
+    "exist is never sent to the Hub. Glob patterns ('**' crosses folders) are expanded."
+)
 
 
 @app.command("inspect")
 def inspect_command(
     sources: Annotated[
         list[str] | None,
-        typer.Argument(
-            help="Checkpoints to inspect: a .safetensors file, a .bin/.pt/.pth/.ckpt pickle, an "
-            "*.index.json, a model folder, a PEFT adapter folder, or a Hugging Face Hub repo "
-            "(ORG/NAME[@REV], hf://ORG/NAME[@REV][/SUBFOLDER], https://huggingface.co/ORG/NAME). "
-            "A local path always wins over a repo id of the same spelling. Glob patterns ('**' "
-            "crosses folders) are expanded.",
-            show_default=False,
-        ),
+        typer.Argument(metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
     ] = None,
     output_format: Annotated[
         OutputFormat,
         typer.Option(
             "--format",
             "-f",
-            help="Report format: table, json, sarif (GitHub code scanning), github (workflow "
+            help="Report format: table (people), concise (one line per finding), json "
+            "(scripts; 'tiecheck schema'), sarif (GitHub code scanning), github (workflow "
             "annotations), junit (GitLab/Jenkins test reports), markdown (PR comments).",
         ),
     ] = OutputFormat.TABLE,
     as_json: Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")] = False,
+    statistics: Annotated[
+        bool,
+        typer.Option(
+            "--statistics",
+            help="Print how many findings each rule produced instead of the findings.",
+        ),
+    ] = False,
     no_data: Annotated[
         bool,
         typer.Option(
             "--no-data",
-            help="Work from headers alone: read no tensor bytes (fast; duplicate vs "
-            "diverged copies cannot be told apart).",
+            help="Work from headers alone: read no tensor bytes (fast; an identical copy of "
+            "the head cannot be told from a diverged one).",
         ),
     ] = False,
     expect: Annotated[
         Expect | None,
         typer.Option(
-            help="Fail (TC112) unless the verdict is this tie state (config key: expect).",
+            metavar="STATE",
+            help="Fail (TC112) unless the verdict is this tie state: tied or untied "
+            "(config key: expect).",
             show_default=False,
         ),
     ] = None,
@@ -141,8 +153,9 @@ def inspect_command(
         FailOn | None,
         typer.Option(
             "--fail-on",
-            help="Lowest severity that makes the exit code 1 (config key: fail-on; default: "
-            "error).",
+            metavar="SEVERITY",
+            help="Lowest severity that makes the exit code 1: error, warning, info or never "
+            "(config key: fail-on; default: error).",
             show_default=False,
         ),
     ] = None,
@@ -150,6 +163,7 @@ def inspect_command(
         list[str] | None,
         typer.Option(
             "--select",
+            metavar="RULES",
             help="Report only these rules (codes or names; repeatable, comma-separated). "
             "Replaces the configured selection.",
             show_default=False,
@@ -159,6 +173,7 @@ def inspect_command(
         list[str] | None,
         typer.Option(
             "--ignore",
+            metavar="RULES",
             help="Do not report these rules (codes or names; repeatable, comma-separated). "
             "Added to the configured ignores.",
             show_default=False,
@@ -176,6 +191,7 @@ def inspect_command(
         str | None,
         typer.Option(
             "--from-file",
+            metavar="LIST",
             help="Also inspect the sources listed in this file ('-' for stdin): one path or "
             "repo id a line; blank lines and '#' comments are skipped.",
             show_default=False,
@@ -193,31 +209,41 @@ def inspect_command(
         Path | None,
         typer.Option(
             "--config",
+            metavar="FILE",
             help="Configuration file (tiecheck.toml or pyproject.toml) instead of the nearest "
             "one found from the current folder upward.",
             show_default=False,
         ),
     ] = None,
-    no_config: Annotated[
+    isolated: Annotated[
         bool,
-        typer.Option("--no-config", help="Ignore configuration files: flags and defaults only."),
+        typer.Option(
+            "--isolated",
+            "--no-config",
+            help="Ignore configuration files: flags and defaults only.",
+        ),
     ] = False,
     base: Annotated[
         Path | None,
         typer.Option(
+            metavar="PATH",
             help="Base model folder or config.json for a PEFT adapter (default: the adapter's "
-            "base_model_name_or_path, locally or in the Hugging Face cache)."
+            "base_model_name_or_path, locally or in the Hugging Face cache).",
+            show_default=False,
         ),
     ] = None,
     revision: Annotated[
         str | None,
         typer.Option(
-            help="Hub sources: branch, tag or commit (default: main).", show_default=False
+            metavar="REV",
+            help="Hub sources: branch, tag or commit (default: main).",
+            show_default=False,
         ),
     ] = None,
     token: Annotated[
         str | None,
         typer.Option(
+            metavar="TOKEN",
             help="Hub sources: access token for private or gated repos (default: HF_TOKEN or "
             "the token saved by 'hf auth login').",
             show_default=False,
@@ -234,7 +260,13 @@ def inspect_command(
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the report to this file instead of stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the report to this file instead of stdout.",
+            show_default=False,
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.")
@@ -249,7 +281,8 @@ def inspect_command(
     """Report storage sharing, duplicate and missing tensors and the tie state of checkpoints.
 
     Exit code 0 when nothing reaches --fail-on, 1 when something does (0 with --exit-zero),
-    2 when a source cannot be opened or the command line or configuration is wrong.
+    2 when a source cannot be opened or the command line or configuration is wrong. The last
+    line on stderr says why, and which configuration file applied.
 
     Settings come from the tool.tiecheck table of pyproject.toml or from tiecheck.toml (the
     nearest one from the current folder upward); flags override them.
@@ -266,107 +299,61 @@ def inspect_command(
 
       tiecheck inspect Qwen/Qwen2.5-0.5B-Instruct --no-data
     """
-    from tiecheck.api import inspect
     from tiecheck.cli.progress import BarProgress
-    from tiecheck.cli.sources import (
-        expand_globs,
-        group_by_checkpoint,
-        read_source_list,
-    )
+    from tiecheck.cli.sources import collect_sources
     from tiecheck.errors import TiecheckError
-    from tiecheck.policy import Config, Layer, Outcome, Run, discover_config, load_config
-    from tiecheck.render import RUN_FORMATS, render
+    from tiecheck.options import Options
+    from tiecheck.render import render
+    from tiecheck.render.statistics import render_statistics
+    from tiecheck.run import check
 
     fmt = OutputFormat.JSON if as_json else output_format
+    options = Options(
+        expect=expect,
+        fail_on=fail_on,
+        select=_codes_option(select, "--select"),
+        ignore=_codes_option(ignore, "--ignore") or frozenset(),
+        exit_zero=exit_zero,
+        no_data=no_data,
+        base=base,
+        config=config,
+        isolated=isolated,
+        revision=revision,
+        token=token,
+        download=download,
+    )
     try:
-        wanted = list(sources or [])
-        if from_file is not None:
-            wanted += read_source_list(from_file)
-        if not wanted:
-            _err("error: give at least one source (a path, a glob or a repo id) or --from-file")
-            raise typer.Exit(ExitCode.ERROR)
-        targets = expand_globs(wanted)
-        if group_shards:
-            targets = group_by_checkpoint(targets)
-            if not targets:
+        targets = collect_sources(sources or [], from_file, group_shards=group_shards)
+        if not targets:
+            if group_shards and (sources or from_file):
                 # only config files of folders without weights: nothing a loader would read
                 if not quiet:
                     _err("no checkpoint among the given files")
                 raise typer.Exit(ExitCode.OK)
-        if no_config:
-            settings = Config()
-        elif config is not None:
-            settings = load_config(config)
-        else:
-            settings = discover_config()
+            raise _fail("give at least one source (a path, a glob or a repo id) or --from-file")
+        wanted = BarProgress.wanted(quiet)
+        run = check(targets, options, progress=lambda: BarProgress() if wanted else None)
     except TiecheckError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(ExitCode.ERROR) from None
-    cli = Layer(
-        expect=expect.value if expect else None,
-        fail_on=fail_on.value if fail_on else None,
-        select=_codes_option(select, "--select"),
-        ignore=_codes_option(ignore, "--ignore") or frozenset(),
-    )
-
-    outcomes = []
-    for source in targets:
-        policy = settings.policy_for(source, cli)
-        progress = BarProgress() if BarProgress.wanted(quiet) else None
-        try:
-            report = inspect(
-                source,
-                no_data=no_data,
-                expect=policy.expect,
-                base=base,
-                progress=progress,
-                revision=revision,
-                token=token,
-                download=download,
-            )
-        except TiecheckError as e:
-            _err(f"error: {e}")
-            outcomes.append(Outcome(source, policy, error=str(e)))
-            continue
-        outcomes.append(Outcome(source, policy, policy.apply(report)))
-    run = Run(outcomes)
-    if run.errors:
-        code = ExitCode.ERROR
-    else:
-        code = ExitCode.FINDINGS if run.failing and not exit_zero else ExitCode.OK
-
-    if run.reports or fmt in RUN_FORMATS:
-        if output is not None:
-            try:
-                with output.open("w", encoding="utf-8", errors="backslashreplace") as out:
-                    render(run.reports, fmt, out, verbose=verbose, run=run)
-            except OSError as e:
-                _err(f"error: cannot write {output}: {e.strerror or e}")
-                raise typer.Exit(ExitCode.ERROR) from None
+        raise _fail(str(e)) from None
+    for outcome in run.errors:
+        _err(f"error: {outcome.error_message}")
+    pipe = stdout_may_close(run.exit_code) if output is None else contextlib.nullcontext()
+    with _output(output) as out, pipe:
+        if statistics:
+            render_statistics(run, out, json=fmt is OutputFormat.JSON)
         else:
-            with stdout_may_close(code):
-                render(run.reports, fmt, sys.stdout, verbose=verbose, run=run)
-    if not quiet and (len(targets) > 1 or fmt is not OutputFormat.TABLE or output is not None):
-        if len(targets) > 1:
-            for outcome in run.outcomes:
-                if outcome.report is None:
-                    _err(f"  unreadable  {outcome.source}")
-                elif outcome.failed:
-                    counts = {
-                        s: sum(f.severity is s for f in outcome.report.findings) for s in Severity
-                    }
-                    _err(
-                        f"  failed      {outcome.source} ({outcome.report.verdict.value}; "
-                        f"{counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} "
-                        f"warning(s))"
-                    )
+            render(run, fmt, out, verbose=verbose)
+    if not quiet:
+        if len(run.outcomes) > 1:
+            for outcome in run.failing:
+                report = outcome.report
+                assert report is not None
+                _err(
+                    f"  failed      {outcome.source} ({report.verdict.value}; "
+                    f"{len(report.findings)} finding(s))"
+                )
         _err(run.summary())
-    raise typer.Exit(code)
-
-
-class Keep(str, Enum):
-    EMBEDDING = "embedding"
-    HEAD = "head"
+    raise typer.Exit(run.exit_code)
 
 
 @app.command("fix")
@@ -374,6 +361,7 @@ def fix_command(
     source: Annotated[
         str,
         typer.Argument(
+            metavar="SOURCE",
             help="Checkpoint to rewrite: a file, an index, a model folder, or a Hub repo id "
             "(downloaded into the Hugging Face cache; write with -o). A local path wins over a "
             "repo id of the same spelling.",
@@ -384,6 +372,7 @@ def fix_command(
         Expect,
         typer.Option(
             "--to",
+            metavar="STATE",
             help="tied: store each tie group once and set the flag true; untied: store "
             "the head explicitly and set the flag false.",
             show_default=False,
@@ -392,7 +381,11 @@ def fix_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write the fixed checkpoint into this new or empty folder."
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Write the fixed checkpoint into this new or empty folder.",
+            show_default=False,
         ),
     ] = None,
     in_place: Annotated[
@@ -407,29 +400,46 @@ def fix_command(
     keep: Annotated[
         Keep | None,
         typer.Option(
-            help="When tying copies that differ, whose values survive (stored under the "
-            "embedding's name)."
+            metavar="MEMBER",
+            help="--to tied with copies that differ: whose values survive, embedding or head "
+            "(stored under the embedding's name).",
+            show_default=False,
         ),
     ] = None,
     max_shard_size: Annotated[
-        str | None, typer.Option("--max-shard-size", help="Re-shard the output (e.g. 5GB, 500MB).")
+        str | None,
+        typer.Option(
+            "--max-shard-size",
+            metavar="SIZE",
+            help="Re-shard the output (e.g. 5GB, 500MB, 2GiB).",
+            show_default=False,
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Allow writing into a non-empty --output folder.")
     ] = False,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Plan/result format on stdout.")
-    ] = OutputFormat.TABLE,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+        FixFormat,
+        typer.Option("--format", "-f", help="Plan and result on stdout: table or json."),
+    ] = FixFormat.TABLE,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar; one line of result.")
+    ] = False,
     revision: Annotated[
         str | None,
         typer.Option(
-            help="Hub sources: branch, tag or commit (default: main).", show_default=False
+            metavar="REV",
+            help="Hub sources: branch, tag or commit (default: main).",
+            show_default=False,
         ),
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option(help="Hub sources: access token (default: HF_TOKEN).", show_default=False),
+        typer.Option(
+            metavar="TOKEN",
+            help="Hub sources: access token (default: HF_TOKEN).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Rewrite a checkpoint into deduplicated-tied or explicitly-untied safetensors.
@@ -448,26 +458,28 @@ def fix_command(
     """
     from tiecheck.cli.progress import BarProgress
     from tiecheck.errors import TiecheckError
+    from tiecheck.render.fix_report import render_fix_json, render_fix_line, render_fix_table
     from tiecheck.rewrite.fix import fix
     from tiecheck.rewrite.plan import parse_size
 
     if not dry_run and (output is None) == (not in_place):
-        _err("error: give exactly one of --output/-o DIR or --in-place (or use --dry-run)")
-        raise typer.Exit(ExitCode.ERROR)
+        raise _fail("give exactly one of --output/-o DIR or --in-place (or use --dry-run)")
     try:
-        shard_limit = parse_size(max_shard_size) if max_shard_size else None
+        shard_limit = parse_size(max_shard_size) if max_shard_size is not None else None
     except ValueError as e:
-        _err(f"error: --max-shard-size: {e}")
-        raise typer.Exit(ExitCode.ERROR) from None
+        raise _fail(f"--max-shard-size: {e}") from None
+    if keep is not None and to is Expect.UNTIED:
+        _err("warning: --keep only applies to --to tied (untying keeps every tensor); ignored")
+        keep = None
     progress = BarProgress() if BarProgress.wanted(quiet) else None
     try:
         result = fix(
             source,
-            to=to.value,
+            to=to,
             output=output,
             in_place=in_place,
             dry_run=dry_run,
-            keep=keep.value if keep else None,
+            keep=keep,
             max_shard_size=shard_limit,
             overwrite=overwrite,
             progress=progress,
@@ -475,20 +487,21 @@ def fix_command(
             token=token,
         )
     except TiecheckError as e:
-        _err(f"error: {e}")
-        raise typer.Exit(ExitCode.ERROR) from None
-    failed = result.after is not None and result.after.fails(Severity.ERROR)
-    code = ExitCode.FINDINGS if failed else ExitCode.OK
+        raise _fail(str(e)) from None
+    code = result.exit_code
     with stdout_may_close(code):
-        if output_format is OutputFormat.JSON:
-            from tiecheck.render.fix_report import render_fix_json
-
+        if output_format is FixFormat.JSON:
             render_fix_json(result, sys.stdout)
+        elif quiet:
+            render_fix_line(result, sys.stdout)
         else:
-            from tiecheck.render.fix_report import render_fix_table
-
             render_fix_table(result, sys.stdout)
     raise typer.Exit(code)
+
+
+class RulesFormat(str, Enum):
+    TEXT = "text"
+    JSON = "json"
 
 
 @app.command("rules")
@@ -496,11 +509,16 @@ def rules_command(
     codes: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="[RULE]...",
             help="Rule codes (TC101) or names (untied-head-missing) to explain; all rules, "
             "one a line, when omitted.",
             show_default=False,
         ),
     ] = None,
+    output_format: Annotated[
+        RulesFormat,
+        typer.Option("--format", "-f", help="text, or json (every field of each rule)."),
+    ] = RulesFormat.TEXT,
 ) -> None:
     """List every rule, or explain some: what each means, why it matters, how to fix it.
 
@@ -509,36 +527,59 @@ def rules_command(
       tiecheck rules
 
       tiecheck rules TC101 tied-but-diverged
+
+      tiecheck rules --format json
     """
+    import json
+    import shutil
+
     from tiecheck.rules import RULES, find_rule
 
+    rules = list(RULES.values())
     if codes:
         rules = []
         for code in codes:
             rule = find_rule(code)
             if rule is None:
-                _err(f"error: unknown rule {code!r} (see 'tiecheck rules')")
-                raise typer.Exit(ExitCode.ERROR)
+                raise _fail(f"unknown rule {code!r} (see 'tiecheck rules')")
             rules.append(rule)
-        with stdout_may_close(ExitCode.OK):
-            print("\n\n".join(rule.doc_text() for rule in rules))
-        return
     with stdout_may_close(ExitCode.OK):
-        for rule in RULES.values():
-            print(f"{rule.code}  {rule.severity.value:<8} {rule.name:<28} {rule.summary}")
+        if output_format is RulesFormat.JSON:
+            print(json.dumps([rule.as_dict() for rule in rules], indent=2))
+        elif codes:
+            width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+            print("\n\n".join(rule.doc_text(width=width) for rule in rules))
+        else:
+            for rule in rules:
+                print(f"{rule.code.value}  {rule.severity.value:<8} {rule.name:<28} {rule.summary}")
+
+
+class SchemaKind(str, Enum):
+    REPORT = "report"
+    FIX = "fix"
 
 
 @app.command("schema")
-def schema_command() -> None:
-    """Print the JSON Schema of 'tiecheck inspect --format json' reports.
+def schema_command(
+    kind: Annotated[
+        SchemaKind,
+        typer.Argument(
+            help="report: 'tiecheck inspect --format json'; fix: 'tiecheck fix --format json'."
+        ),
+    ] = SchemaKind.REPORT,
+) -> None:
+    """Print the JSON Schema of tiecheck's JSON output.
 
-    Example:
+    Examples:
 
       tiecheck schema > tiecheck-report.schema.json
+
+      tiecheck schema fix
     """
     from importlib.resources import files
 
-    text = files("tiecheck").joinpath("schema/report.schema.json").read_text(encoding="utf-8")
+    name = f"schema/{kind.value}.schema.json"
+    text = files("tiecheck").joinpath(name).read_text(encoding="utf-8")
     with stdout_may_close(ExitCode.OK):
         print(text, end="")
 

@@ -52,6 +52,18 @@ def expand_globs(patterns: Iterable[str]) -> list[str]:
     return _unique(out)
 
 
+def collect_sources(
+    sources: Iterable[str], from_file: str | None, *, group_shards: bool = False
+) -> list[str]:
+    """What a run inspects: the arguments, then the ``--from-file`` list, globs expanded,
+    duplicates dropped, and with ``group_shards`` files folded into their model folders."""
+    wanted = list(sources)
+    if from_file is not None:
+        wanted += read_source_list(from_file)
+    targets = expand_globs(wanted)
+    return group_by_checkpoint(targets) if group_shards else targets
+
+
 def _unique(items: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     unique = []

@@ -1,25 +1,23 @@
-"""Renderers: turn reports into text.
+"""Renderers: turn a ``Run`` into text, never analysing.
 
-Each takes ``(reports, stream, *, verbose=False, run=None)``. ``run`` (a ``policy.Run``) carries
-what the reports alone do not: each source's policy (``--fail-on``, the rules in force) and the
-sources that could not be opened. Reports reach renderers already filtered by their policy.
+Every format implements one protocol, ``Renderer(run, out, *, verbose)``: the run carries
+each source's report (already filtered by its policy) or its error, the policies themselves
+and the configuration that applied. ``renderer(fmt)`` dispatches over the format enum
+exhaustively, importing a format's module on first use so only ``table`` imports rich.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, TextIO
-
-from tiecheck.report import Report
+from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from tiecheck.policy import Run
+    from tiecheck.run import Run
 
 
 class OutputFormat(str, Enum):
     TABLE = "table"
+    CONCISE = "concise"
     JSON = "json"
     SARIF = "sarif"
     GITHUB = "github"
@@ -27,38 +25,54 @@ class OutputFormat(str, Enum):
     MARKDOWN = "markdown"
 
 
-RUN_FORMATS = frozenset(
-    {OutputFormat.SARIF, OutputFormat.GITHUB, OutputFormat.JUNIT, OutputFormat.MARKDOWN}
-)
-"""Formats that describe the whole run, so they are written even when no source could be
-opened (a CI step uploading the SARIF or JUnit file must find one)."""
+class FixFormat(str, Enum):
+    """What ``tiecheck fix`` prints: its plan and result."""
 
-Renderer = Callable[..., None]
+    TABLE = "table"
+    JSON = "json"
 
 
-# Each format's module and function, imported on first use so only ``table`` imports rich.
-_RENDERERS: dict[OutputFormat, tuple[str, str]] = {
-    OutputFormat.TABLE: ("tiecheck.render.table", "render_table"),
-    OutputFormat.JSON: ("tiecheck.render.json_report", "render_json"),
-    OutputFormat.SARIF: ("tiecheck.render.sarif", "render_sarif"),
-    OutputFormat.GITHUB: ("tiecheck.render.github", "render_github"),
-    OutputFormat.JUNIT: ("tiecheck.render.junit", "render_junit"),
-    OutputFormat.MARKDOWN: ("tiecheck.render.markdown", "render_markdown"),
-}
+class Renderer(Protocol):
+    def __call__(self, run: Run, out: TextIO, *, verbose: bool = False) -> None: ...
+
+
+def _unreachable(value: NoReturn) -> NoReturn:
+    raise AssertionError(f"unhandled format {value!r}")
 
 
 def renderer(fmt: OutputFormat) -> Renderer:
-    """Look up a renderer; imported lazily so only ``table`` ever imports rich."""
-    module, name = _RENDERERS[fmt]
-    return getattr(importlib.import_module(module), name)
+    """The renderer of a format; every member of ``OutputFormat`` has one (a test walks
+    them, and a type checker proves the match exhaustive)."""
+    if fmt is OutputFormat.TABLE:
+        from tiecheck.render.table import render_table
+
+        return render_table
+    if fmt is OutputFormat.CONCISE:
+        from tiecheck.render.concise import render_concise
+
+        return render_concise
+    if fmt is OutputFormat.JSON:
+        from tiecheck.render.json_report import render_json
+
+        return render_json
+    if fmt is OutputFormat.SARIF:
+        from tiecheck.render.sarif import render_sarif
+
+        return render_sarif
+    if fmt is OutputFormat.GITHUB:
+        from tiecheck.render.github import render_github
+
+        return render_github
+    if fmt is OutputFormat.JUNIT:
+        from tiecheck.render.junit import render_junit
+
+        return render_junit
+    if fmt is OutputFormat.MARKDOWN:
+        from tiecheck.render.markdown import render_markdown
+
+        return render_markdown
+    _unreachable(fmt)
 
 
-def render(
-    reports: list[Report],
-    fmt: OutputFormat,
-    out: TextIO,
-    *,
-    verbose: bool = False,
-    run: Run | None = None,
-) -> None:
-    renderer(fmt)(reports, out, verbose=verbose, run=run)
+def render(run: Run, fmt: OutputFormat, out: TextIO, *, verbose: bool = False) -> None:
+    renderer(fmt)(run, out, verbose=verbose)

@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from tiecheck.render.json_report import report_dict
-from tiecheck.render.table import human_bytes, render_table
+from tiecheck import __version__
+from tiecheck.config import Policy
+from tiecheck.options import Expect
+from tiecheck.render.json_report import outcome_dict
+from tiecheck.render.table import human_bytes, render_reports
 from tiecheck.render.text import printable
-from tiecheck.report import SCHEMA_VERSION
 from tiecheck.rewrite.fix import FixResult
+from tiecheck.run import Outcome
+
+FIX_SCHEMA_VERSION = 1
+"""Version of the ``fix --format json`` document (``tiecheck schema fix``)."""
 
 
 def fix_dict(result: FixResult) -> dict[str, Any]:
     plan = result.plan
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": FIX_SCHEMA_VERSION,
+        "tool": {"name": "tiecheck", "version": __version__},
+        "exit_code": int(result.exit_code),
         "source": plan.source,
         "to": plan.to.value,
         "dry_run": result.dry_run,
@@ -38,11 +46,19 @@ def fix_dict(result: FixResult) -> dict[str, Any]:
         "extra_files": [p.name for p in plan.extra_files],
         "bytes_before": plan.bytes_before,
         "bytes_after": plan.bytes_after,
+        "changes_anything": plan.changes_anything,
         "notes": plan.notes,
         "recovered": result.recovered,
         "written": result.written,
-        "after": report_dict(result.after) if result.after else None,
+        "after": outcome_dict(after_outcome(result)) if result.after else None,
     }
+
+
+def after_outcome(result: FixResult) -> Outcome:
+    """The re-inspection of the output, as an outcome checked against the target state."""
+    assert result.after is not None
+    policy = Policy(expect=Expect(result.plan.to.value))
+    return Outcome(result.after.checkpoint.source, policy, result.after)
 
 
 def render_fix_json(result: FixResult, out: TextIO) -> None:
@@ -71,13 +87,29 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
         f"({'saves' if delta < 0 else 'adds'} {human_bytes(abs(delta))})"
     )
     lines += [f"  note    {n}" for n in plan.notes + [f"recovered {r}" for r in result.recovered]]
-    if result.dry_run:
-        lines.append("dry run: nothing written")
-    elif result.target is None:
-        lines.append("nothing written: nothing to change")
-    else:
-        lines.append(f"wrote {len(result.written)} file(s) to {result.target}, verified")
+    lines.append(outcome_line(result))
     out.write(printable("\n".join(lines), newlines=True) + "\n")
     if result.after is not None:
         out.write("\noutput inspected:\n")
-        render_table([result.after], out)
+        render_reports([result.after], out)
+
+
+def outcome_line(result: FixResult) -> str:
+    """What happened, in one line."""
+    plan = result.plan
+    if result.dry_run:
+        what = "nothing needs changing" if not plan.changes_anything else "nothing written"
+        return f"dry run: {what}"
+    if result.target is None:
+        return "nothing needed changing: nothing written"
+    where = f"{len(result.written)} file(s) to {result.target}, verified"
+    if not plan.changes_anything:
+        return f"nothing needed changing: wrote an identical copy, {where}"
+    verdict = f"; output {result.after.verdict.value}" if result.after is not None else ""
+    return f"wrote {where}{verdict}"
+
+
+def render_fix_line(result: FixResult, out: TextIO) -> None:
+    """``fix -q``: the outcome in one line."""
+    out.write(printable(f"{result.plan.source} -> {result.plan.to.value}: {outcome_line(result)}"))
+    out.write("\n")

@@ -9,15 +9,12 @@ and ``,``. Only plain text is written: this format never imports rich.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from tiecheck.render.location import display_path, locate
 from tiecheck.render.text import printable
-from tiecheck.report import Report
 from tiecheck.rules import Severity
-
-if TYPE_CHECKING:
-    from tiecheck.policy import Run
+from tiecheck.run import Run
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -45,12 +42,7 @@ def annotation(
     return f"::{command} {','.join(props)}::{escape_data(message)}"
 
 
-def render_github(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
-) -> None:
-    from tiecheck.policy import Run
-
-    run = run or Run.of(reports)
+def render_github(run: Run, out: TextIO, *, verbose: bool = False) -> None:
     for outcome in run.outcomes:
         if outcome.report is None:
             exists = Path(outcome.source).exists()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from tiecheck import __version__
 from tiecheck.analysis.ties import GroupResult
+from tiecheck.config import Policy
 from tiecheck.report import SCHEMA_VERSION, Report
-from tiecheck.rules import Finding
-
-if TYPE_CHECKING:
-    from tiecheck.policy import Run  # the run's policies; not needed here
+from tiecheck.rules import Finding, Severity
+from tiecheck.run import Outcome, Run
 
 
 def _number(value: float | None) -> float | str | None:
@@ -51,7 +50,7 @@ def _group(g: GroupResult) -> dict[str, Any]:
 
 def finding_dict(f: Finding) -> dict[str, Any]:
     return {
-        "code": f.code,
+        "code": f.code.value,
         "name": f.rule.name,
         "severity": f.severity.value,
         "message": f.message,
@@ -80,8 +79,6 @@ def report_dict(report: Report) -> dict[str, Any]:
         s: sum(f.severity.value == s for f in report.findings) for s in ("error", "warning", "info")
     }
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "tiecheck", "version": __version__},
         "source": {
             "path": ckpt.source,
             "format": ckpt.kind.value,
@@ -124,13 +121,55 @@ def report_dict(report: Report) -> dict[str, Any]:
     }
 
 
-def render_json(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
-) -> None:
-    """One source: the report object. Several: ``{"schema_version", "reports": [...]}``."""
-    if len(reports) == 1:
-        document: dict[str, Any] = report_dict(reports[0])
-    else:
-        document = {"schema_version": SCHEMA_VERSION, "reports": [report_dict(r) for r in reports]}
-    json.dump(document, out, indent=2, allow_nan=False)
+def policy_dict(policy: Policy) -> dict[str, Any]:
+    return {
+        "expect": policy.expect.value if policy.expect else None,
+        "fail_on": policy.fail_on.value,
+        "disabled": [c.value for c in policy.disabled()],
+    }
+
+
+def outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    assert outcome.report is not None
+    return {
+        **report_dict(outcome.report),
+        "policy": policy_dict(outcome.policy),
+        "passed": not outcome.failed,
+    }
+
+
+def run_dict(run: Run) -> dict[str, Any]:
+    """The whole run, always one shape (``schema_version`` 2): every source is in
+    ``reports`` or, when it could not be opened, in ``errors``."""
+    counts = run.counts()
+    config = run.config
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "tiecheck", "version": __version__},
+        "policy": {
+            "config_file": str(config.path) if config.path is not None else None,
+            "table": config.table,
+            "isolated": config.isolated,
+            "exit_zero": run.exit_zero,
+        },
+        "exit_code": int(run.exit_code),
+        "summary": {
+            "sources": len(run.outcomes),
+            "passed": len(run.outcomes) - len(run.failing) - len(run.errors),
+            "failed": len(run.failing),
+            "errors": len(run.errors),
+            "findings": {
+                s.value: counts[s] for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+            },
+        },
+        "reports": [outcome_dict(o) for o in run.outcomes if o.report is not None],
+        "errors": [
+            {"source": o.source, "message": o.error_message, "policy": policy_dict(o.policy)}
+            for o in run.errors
+        ],
+    }
+
+
+def render_json(run: Run, out: TextIO, *, verbose: bool = False) -> None:
+    json.dump(run_dict(run), out, indent=2, allow_nan=False)
     out.write("\n")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from tiecheck.render.location import locate
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Finding, Rule
-
-if TYPE_CHECKING:
-    from tiecheck.policy import Outcome, Run
+from tiecheck.run import Outcome, Run
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -62,12 +60,12 @@ def _suite(root: ET.Element, outcome: Outcome) -> tuple[int, int, int]:
         error.text = message
         counts = (1, 0, 1)
     else:
-        fail_on = policy.fail_on
+        threshold = policy.threshold
         properties = ET.SubElement(suite, "properties")
         for name, value in (
             ("source", report.checkpoint.source),
             ("verdict", report.verdict.value),
-            ("fail-on", fail_on.value if fail_on else "never"),
+            ("fail-on", policy.fail_on.value),
         ):
             ET.SubElement(properties, "property", {"name": name, "value": _text(value)})
         tests = failures = skipped = 0
@@ -79,7 +77,9 @@ def _suite(root: ET.Element, outcome: Outcome) -> tuple[int, int, int]:
                 skipped += 1
                 continue
             found = [f for f in report.findings if f.code == rule.code]
-            failing = [f for f in found if fail_on is not None and f.severity.rank >= fail_on.rank]
+            failing = [
+                f for f in found if threshold is not None and f.severity.rank >= threshold.rank
+            ]
             if failing:
                 failures += 1
                 first = failing[0].message
@@ -114,12 +114,8 @@ def junit_tree(run: Run) -> ET.Element:
     return root
 
 
-def render_junit(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
-) -> None:
-    from tiecheck.policy import Run
-
-    root = junit_tree(run or Run.of(reports))
+def render_junit(run: Run, out: TextIO, *, verbose: bool = False) -> None:
+    root = junit_tree(run)
     ET.indent(root)
     out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
     out.write(ET.tostring(root, encoding="unicode"))

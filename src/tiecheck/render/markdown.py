@@ -8,16 +8,13 @@ the findings of each source that has any, then the documentation of every rule t
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from tiecheck import __version__
 from tiecheck.render.location import locate
 from tiecheck.render.text import printable
-from tiecheck.report import Report
 from tiecheck.rules import RULES, Severity
-
-if TYPE_CHECKING:
-    from tiecheck.policy import Outcome, Run
+from tiecheck.run import Outcome, Run
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
 
@@ -110,14 +107,10 @@ def markdown_report(run: Run) -> str:
         for heading, text in rule.sections():
             lines += [f"**{heading}.** {text}", ""]
         lines += ["</details>", ""]
-    thresholds = sorted({o.policy.fail_on.value if o.policy.fail_on else "never" for o in outcomes})
+    thresholds = sorted({o.policy.fail_on.value for o in outcomes})
     lines.append(f"<sub>tiecheck {__version__}, fail-on: {', '.join(thresholds) or 'error'}</sub>")
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
-) -> None:
-    from tiecheck.policy import Run
-
-    out.write(markdown_report(run or Run.of(reports)))
+def render_markdown(run: Run, out: TextIO, *, verbose: bool = False) -> None:
+    out.write(markdown_report(run))

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from tiecheck import __version__
 from tiecheck.render.location import fingerprint, locate, sarif_artifact
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Finding, Rule, Severity
-
-if TYPE_CHECKING:
-    from tiecheck.policy import Run
+from tiecheck.run import Run
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://pypi.org/project/tiecheck/"
@@ -121,10 +119,6 @@ def sarif_document(run: Run) -> dict[str, Any]:
     }
 
 
-def render_sarif(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
-) -> None:
-    from tiecheck.policy import Run
-
-    json.dump(sarif_document(run or Run.of(reports)), out, indent=2, allow_nan=False)
+def render_sarif(run: Run, out: TextIO, *, verbose: bool = False) -> None:
+    json.dump(sarif_document(run), out, indent=2, allow_nan=False)
     out.write("\n")

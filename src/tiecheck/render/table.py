@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -12,9 +12,7 @@ from tiecheck.analysis.ties import GroupResult, Relation, Verdict
 from tiecheck.render.text import printable
 from tiecheck.report import Report
 from tiecheck.rules import Severity
-
-if TYPE_CHECKING:
-    from tiecheck.policy import Run  # the run's policies; not needed here
+from tiecheck.run import Run
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 VERDICT_STYLE = {
@@ -105,7 +103,9 @@ def _findings(report: Report) -> Table:
     table.add_column("code")
     table.add_column("message", overflow="fold")
     for f in report.findings:
-        _row(table, Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.code, f.message)
+        _row(
+            table, Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.code.value, f.message
+        )
     return table
 
 
@@ -114,9 +114,11 @@ def _pipe_closed() -> None:
     raise BrokenPipeError
 
 
-def render_table(
-    reports: list[Report], out: TextIO, *, verbose: bool = False, run: Run | None = None
-) -> None:
+def render_table(run: Run, out: TextIO, *, verbose: bool = False) -> None:
+    render_reports(run.reports, out, verbose=verbose)
+
+
+def render_reports(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
     # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
     width = None if out.isatty() else 120
     # No markup: tensor and file names come from the checkpoint, and "[/]" in one would

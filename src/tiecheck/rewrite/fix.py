@@ -20,6 +20,7 @@ from tiecheck.analysis.ties import Verdict
 from tiecheck.api import Progress, inspect
 from tiecheck.errors import SourceError, TiecheckError
 from tiecheck.model import Checkpoint
+from tiecheck.options import ExitCode
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import Report
 from tiecheck.rewrite.commit import commit, is_temp_name, recover, remove_temporaries, temp_name
@@ -27,6 +28,7 @@ from tiecheck.rewrite.folder import Folder, write_all
 from tiecheck.rewrite.plan import FixPlan, FixRefused, build_plan, parse_size
 from tiecheck.rewrite.streaming import Copier, copy_file, write_file
 from tiecheck.rewrite.verify import VerificationError, verify_json, verify_weights
+from tiecheck.rules import Severity
 
 
 @dataclass
@@ -40,6 +42,13 @@ class FixResult:
     recovered: list[str] = field(default_factory=list)
     """files an interrupted earlier run had verified and this run committed."""
     dry_run: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """1 when the inspection of what was written still has an error, else 0."""
+        if self.after is not None and self.after.fails(Severity.ERROR):
+            return ExitCode.FINDINGS
+        return ExitCode.OK
 
 
 def _signature(checkpoint: Checkpoint) -> dict[str, tuple[int, int, int]]:
