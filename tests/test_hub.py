@@ -668,7 +668,7 @@ def test_cached_snapshot_is_used_offline(
     snapshot_download("org/dup")
     hub.server.stop()
     hub.server.clear_log()
-    report = tiecheck.inspect("org/dup")  # server gone, not offline: the cache answers first
+    report = tiecheck.inspect("org/dup")  # server gone, not offline: unreachable, the cache answers
     assert report.checkpoint.origin == "hub-cache"
     assert summary(report) == local
     offline(monkeypatch)
