@@ -139,6 +139,9 @@ class HubState:
         """tests: 'silent' (read the request, never answer) or 'body' (send the headers and
         part of the body, then nothing) for the requests it picks; None serves normally."""
         self.release = threading.Event()
+        self.ignore_range: Callable[[Record], bool] | None = None
+        """tests: answer these requests with the whole file (200), as a server that does not
+        do ranges would."""
         """set when the server stops: stalled handlers then give up (and close)."""
         self._meta: dict[tuple[str, int, int], FileMeta] = {}
 
@@ -630,6 +633,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Send a file or the byte range asked for, from disk (holes read as zeros)."""
         wanted = _parse_range(self.headers.get("Range"), size)
+        if self.state.ignore_range and self.state.ignore_range(record):
+            wanted = None
         if wanted == "unsatisfiable":
             self._error(
                 record, 416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"}

@@ -28,7 +28,7 @@ from hub_server import UNSET_ENV, Record
 from test_hub import SRC, TESTS, TIED, Hub, arrays, offline, single, summary
 from tiecheck.errors import SourceError
 from tiecheck.readers.discover import Choice, FolderListing, choose
-from tiecheck.readers.hub import PARALLEL_READS, HubRef, RepoListing
+from tiecheck.readers.hub import FIRST_READ, PARALLEL_READS, HubRef, RepoListing
 from tiecheck.readers.hub_net import HubTimeout
 
 hub = test_hub.hub  # the fixtures: a Hub stand-in with the test repos
@@ -229,6 +229,18 @@ def test_a_slow_hub_within_the_limit_is_fine(tmp_path: Path) -> None:
         )
     assert proc.returncode in (0, 1), proc.stderr
     assert json.loads(proc.stdout)["source"]["origin"] == "hub"
+
+
+def test_a_server_that_ignores_ranges_is_not_read_to_the_end(hub: Hub, repos: dict) -> None:
+    """A storage host answering 200 with the whole file: a header read takes its first bytes
+    and hangs up; a read further in is a finding (TC001), not a whole-shard download."""
+    hub.server.state.ignore_range = lambda r: r.kind == "cdn"
+    report = tiecheck.inspect("org/dup")
+    local = tiecheck.inspect(repos["dup"])
+    assert [t.name for t in report.checkpoint.tensors] == [t.name for t in local.checkpoint.tensors]
+    assert any(f.code == "TC001" and "ignored the byte range" in f.message for f in report.findings)
+    small = sum(p.stat().st_size for p in repos["dup"].glob("*.json"))
+    assert report.bytes_transferred <= 3 * FIRST_READ + small  # the three header reads
 
 
 # ---------------------------------------------------------------------------------------------

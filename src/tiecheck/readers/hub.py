@@ -1,15 +1,19 @@
 """Hugging Face Hub sources: inspect a repo by id, reading headers with range requests.
 
-Everything goes through ``huggingface_hub`` (``HfApi`` for metadata and listings, ``HfFileSystem``
-for byte ranges, ``hf_hub_download``/``snapshot_download`` for small files and the cache), so
-the endpoint, token, cache location, offline mode and proxies are the library's. What tiecheck
-adds is *which* bytes to ask for: the index, each shard's header (kilobytes), and only the byte
-ranges of tensors whose values must be compared.
+Everything goes through ``huggingface_hub`` (``HfApi.model_info`` for the commit and the file
+listing, its HTTP session and ``hf_hub_url`` for byte ranges, ``hf_hub_download`` for small
+files and the cache), so the endpoint, token, cache location, offline mode and proxies are the
+library's. What tiecheck adds is *which* bytes to ask for: the index, each shard's header
+(kilobytes), and only the byte ranges of tensors whose values must be compared; and a time limit
+on every request (``hub_net``).
 
-A remote repo is turned into the same ``Plan`` a local folder gives (the small files, config
-and index, are downloaded into the Hub cache and are local paths; the weight files are read
-through ``RangeReader``), and ``load`` does the rest, so a repo and a local copy of it produce
-the same findings.
+One run asks the Hub once what the revision is now (``model_info`` with file sizes: the commit
+and every file), chooses files from that listing with ``discover.choose`` (as for a local
+folder), and reads that commit: from the cache when it holds the commit's files, else remotely.
+A remote repo is turned into the same ``Plan`` a local folder gives (the small files, config and
+index, are downloaded into the Hub cache and are local paths; the weight files are read through
+``RangeReader``), and ``load`` does the rest, so a repo and a local copy of it produce the same
+findings.
 """
 
 from __future__ import annotations

@@ -209,6 +209,9 @@ def read_range(url: str, headers: dict[str, str], start: int, length: int, secon
             raise OSError("the server ignored the byte range asked for (answered 200, not 206)")
         if response.status_code not in (200, 206):
             raise OSError(f"the Hub answered {response.status_code} to a range request")
+        answered = response.headers.get("Content-Range", "")
+        if response.status_code == 206 and not answered.startswith(f"bytes {start}-"):
+            raise OSError(f"asked for bytes from {start}, got {answered or 'no Content-Range'}")
         data = bytearray()
         for chunk in response.iter_bytes():
             data += chunk[: length - len(data)]
