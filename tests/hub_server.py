@@ -51,6 +51,8 @@ LFS_MIN_SIZE = 10 << 20
 REAL_SHA256_LIMIT = 256 << 20
 """Larger files get a stable fake sha256 (hashing multi-GB sparse files would dominate)."""
 SEND_CHUNK = 1 << 20
+STALL_LIMIT = 60.0
+"""A stalled handler gives up after this long even if the server is not stopped."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,6 +70,8 @@ class Repo:
     """tokens that may read a private repo, or that have accepted a gated repo's terms."""
     commits: dict[str, str] = field(default_factory=dict)
     """branch -> commit sha (40 hex), derived from the repo id and branch name."""
+    history: dict[str, Path] = field(default_factory=dict)
+    """commits branches pointed to before they moved (still readable by sha)."""
 
     def resolve(self, revision: str) -> tuple[str, Path] | None:
         """A branch name or commit sha -> (commit sha, folder)."""
@@ -76,6 +80,8 @@ class Repo:
         for branch, sha in self.commits.items():
             if revision == sha:
                 return sha, self.branches[branch]
+        if revision in self.history:
+            return revision, self.history[revision]
         return None
 
 
@@ -129,6 +135,14 @@ class HubState:
         self.secret = os.urandom(16)
         self.fault: Callable[[Record], int | None] | None = None
         """tests: an HTTP status to answer a request with instead of serving it."""
+        self.stall: Callable[[Record], str | None] | None = None
+        """tests: 'silent' (read the request, never answer) or 'body' (send the headers and
+        part of the body, then nothing) for the requests it picks; None serves normally."""
+        self.release = threading.Event()
+        self.ignore_range: Callable[[Record], bool] | None = None
+        """tests: answer these requests with the whole file (200), as a server that does not
+        do ranges would."""
+        """set when the server stops: stalled handlers then give up (and close)."""
         self._meta: dict[tuple[str, int, int], FileMeta] = {}
 
     def meta(self, path: Path) -> FileMeta:
@@ -337,6 +351,11 @@ class _Handler(BaseHTTPRequestHandler):
         record, seg, query = self._start()
         if self.server.latency and record.kind != "control":
             time.sleep(self.server.latency)  # a network's round trip, per request
+        stall = self.state.stall(record) if self.state.stall else None
+        if stall == "silent":
+            self.state.release.wait(STALL_LIMIT)
+            self.close_connection = True
+            return
         fault = self.state.fault(record) if self.state.fault else None
         if fault is not None:
             self._error(record, fault, None, "Injected failure")
@@ -614,6 +633,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Send a file or the byte range asked for, from disk (holes read as zeros)."""
         wanted = _parse_range(self.headers.get("Range"), size)
+        if self.state.ignore_range and self.state.ignore_range(record):
+            wanted = None
         if wanted == "unsatisfiable":
             self._error(
                 record, 416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"}
@@ -633,6 +654,17 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         record.span = (start, start)
+        if self.state.stall and self.state.stall(record) == "body":
+            # half of what was promised, then silence: the client waits for the rest
+            half = (end - start) // 2
+            with path.open("rb") as f:
+                f.seek(start)
+                self.wfile.write(f.read(half))
+            self.wfile.flush()
+            record.body_bytes, record.span = half, (start, start + half)
+            self.state.release.wait(STALL_LIMIT)
+            self.close_connection = True
+            return
         fd = os.open(path, os.O_RDONLY)
         try:
             pos = start
@@ -714,6 +746,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self.state.release.set()
         if self._server is None:
             return
         self._server.shutdown()
@@ -756,6 +789,14 @@ class HubServer:
 
     def commit(self, repo_id: str, branch: str = "main") -> str:
         return self.state.repos[repo_id].commits[branch]
+
+    def move_branch(self, repo_id: str, folder: Path, branch: str = "main") -> str:
+        """Point ``branch`` at a new commit holding ``folder``'s files (a push); its sha."""
+        repo = self.state.repos[repo_id]
+        repo.history[repo.commits[branch]] = repo.branches[branch]
+        sha = hashlib.sha1(f"{repo_id}@{branch}:{folder}".encode()).hexdigest()
+        repo.branches[branch], repo.commits[branch] = Path(folder), sha
+        return sha
 
     # the log
     @property

@@ -73,7 +73,13 @@ def _compare(
 
 
 def _open(
-    source: str, base: Path | None, revision: str | None, token: str | None, download: bool
+    source: str,
+    base: Path | None,
+    revision: str | None,
+    token: str | None,
+    download: bool,
+    timeout: float | None = None,
+    offline: bool = False,
 ) -> tuple[Checkpoint, list[Finding]]:
     """Local paths win over repo ids of the same spelling; anything else may be a Hub repo."""
     path = Path(source).expanduser()
@@ -87,7 +93,9 @@ def _open(
                     f"{source}: revision given twice ({ref.revision!r}, {revision!r})"
                 )
             ref = replace(ref, revision=ref.revision or revision)
-            return load_hub(ref, token=token, download=download, base=base)
+            return load_hub(
+                ref, token=token, download=download, base=base, timeout=timeout, offline=offline
+            )
     return load(plan_source(source), base=base)
 
 
@@ -109,6 +117,8 @@ def inspect(
     revision: str | None = None,
     token: str | None = None,
     download: bool = False,
+    timeout: float | None = None,
+    offline: bool = False,
 ) -> Report:
     """Inspect a checkpoint (file, index, model folder or PEFT adapter) for tie problems.
 
@@ -117,11 +127,13 @@ def inspect(
     A source that is not a local path but reads as a Hub repo (``org/name[@rev]``,
     ``hf://org/name[@rev][/sub]``, a huggingface.co URL) is read through huggingface_hub:
     headers by range requests, or the local cache when it holds the revision; ``revision``,
-    ``token`` and ``download`` (fetch pickle-only repos into the cache) apply there.
+    ``token`` and ``download`` (fetch pickle-only repos into the cache) apply there, and
+    ``timeout`` (seconds a Hub request may go unanswered; default ``TIECHECK_HUB_TIMEOUT`` or
+    30) and ``offline`` (the cache only, no request; also when ``HF_HUB_OFFLINE`` is set).
     Raises ``SourceError`` only when the source cannot be opened at all; everything wrong
     inside it is a finding.
     """
-    checkpoint, findings = _open(str(source), base, revision, token, download)
+    checkpoint, findings = _open(str(source), base, revision, token, download, timeout, offline)
     tensors: dict[str, TensorInfo] = {}
     for t in checkpoint.tensors:
         tensors.setdefault(t.name, t)

@@ -200,10 +200,13 @@ class Checkpoint:
     """for remote checkpoints: ``fetch(file, start, length)`` reads a byte range (HTTP range
     request); None means the files are local and read with ``pread``."""
     origin: str | None = None
+    """where the files came from when not a local path: 'hub' or 'hub-cache'."""
     transferred: int | None = None
     """bytes fetched from the Hub for files read locally afterwards (downloaded pickles, a
     cached snapshot: 0); range reads are counted by ``fetch`` itself."""
-    """where the files came from when not a local path: 'hub' or 'hub-cache'."""
+    commit: str | None = None
+    """Hub sources: the commit read (a branch or tag resolved by the Hub, or offline by the
+    cache); None for local paths."""
 
     @property
     def total_bytes(self) -> int:

@@ -84,3 +84,7 @@ class Options:
     """Hub sources: access token (default: the library's, from HF_TOKEN or the login)."""
     download: bool = False
     """Hub sources with only pickles: download them into the cache to inspect them."""
+    timeout: float | None = None
+    """Hub sources: seconds a request may go unanswered (default: TIECHECK_HUB_TIMEOUT, 30)."""
+    offline: bool = False
+    """Hub sources: the Hugging Face cache only, no network request."""

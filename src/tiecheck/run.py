@@ -142,6 +142,8 @@ def check(
                 revision=options.revision,
                 token=options.token,
                 download=options.download,
+                timeout=options.timeout,
+                offline=options.offline,
             )
         except TiecheckError as e:
             outcomes.append(Outcome(str(source), policy, error=str(e)))

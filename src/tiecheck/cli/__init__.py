@@ -258,6 +258,24 @@ def inspect_command(
             "range requests).",
         ),
     ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Hub sources: give up (exit 2) when a request gets no answer for this long "
+            "(default: TIECHECK_HUB_TIMEOUT, else 30).",
+            show_default=False,
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Hub sources: read the Hugging Face cache only and make no network request "
+            "(as HF_HUB_OFFLINE=1 does).",
+        ),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -321,6 +339,8 @@ def inspect_command(
         revision=revision,
         token=token,
         download=download,
+        timeout=timeout,
+        offline=offline,
     )
     try:
         targets = collect_sources(sources or [], from_file, group_shards=group_shards)
@@ -441,6 +461,24 @@ def fix_command(
             show_default=False,
         ),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Hub sources: give up (exit 2) when a request gets no answer for this long "
+            "(default: TIECHECK_HUB_TIMEOUT, else 30).",
+            show_default=False,
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Hub sources: read the Hugging Face cache only and make no network request "
+            "(as HF_HUB_OFFLINE=1 does).",
+        ),
+    ] = False,
 ) -> None:
     """Rewrite a checkpoint into deduplicated-tied or explicitly-untied safetensors.
 
@@ -485,6 +523,8 @@ def fix_command(
             progress=progress,
             revision=revision,
             token=token,
+            timeout=timeout,
+            offline=offline,
         )
     except TiecheckError as e:
         raise _fail(str(e)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tiecheck.errors import SourceError
 from tiecheck.model import SourceKind
@@ -37,87 +38,146 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _sniff(path: Path) -> SourceKind | None:
-    """Guess a file's format from its first bytes, for files with unusual names."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(9)
-    except OSError:
+class Listing(Protocol):
+    """What choosing files needs to know about the place a checkpoint lives: a folder on disk
+    or a repo on the Hub (known only by its listing). Names are relative to the listing's
+    root, with ``/`` separators; one ``choose`` works on both, so a local folder and a Hub
+    repo holding the same files pick the same files."""
+
+    where: str
+    """how messages name the place: 'folder', 'repository', "folder 'sub' of the repository"."""
+
+    def names(self) -> set[str]:
+        """Files directly in the root (not in folders below it)."""
+        ...
+
+    def is_file(self, name: str) -> bool: ...
+
+    def sniff(self, name: str) -> SourceKind | None:
+        """A file's format from its first bytes, when reading them costs nothing (else None)."""
+        ...
+
+    def hint(self) -> str:
+        """Said after "no weights found" (e.g. which folders below hold some); may be empty."""
+        ...
+
+
+class FolderListing:
+    """A folder on disk."""
+
+    where = "folder"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.folder.iterdir() if p.is_file()}
+
+    def is_file(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+    def sniff(self, name: str) -> SourceKind | None:
+        """Guess a file's format from its first bytes, for files with unusual names."""
+        try:
+            with (self.folder / name).open("rb") as f:
+                head = f.read(9)
+        except OSError:
+            return None
+        if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+            return SourceKind.PICKLE_FILE
+        if len(head) == 9 and head[8:9] == b"{":
+            return SourceKind.SAFETENSORS_FILE
         return None
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return SourceKind.PICKLE_FILE
-    if len(head) == 9 and head[8:9] == b"{":
-        return SourceKind.SAFETENSORS_FILE
-    return None
+
+    def hint(self) -> str:
+        return ""  # a local folder's sub-folders are in plain sight
 
 
-def _kind_of_index(path: Path) -> SourceKind:
-    return SourceKind.PICKLE_SHARDED if ".bin." in path.name else SourceKind.SAFETENSORS_SHARDED
+@dataclass(frozen=True)
+class Choice:
+    """What a loader would read, as names relative to the listing's root."""
+
+    kind: SourceKind
+    weights: tuple[str, ...] = ()
+    """weight files to read; empty when an index lists them."""
+    index: str | None = None
+    config: str | None = None
+    adapter_config: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def plan(self, source: str, root: Path) -> Plan:
+        """The choice as paths under ``root`` (a folder, or where a Hub snapshot is cached)."""
+
+        def at(name: str | None) -> Path | None:
+            return root / name if name else None
+
+        return Plan(
+            source,
+            root,
+            self.kind,
+            weights=[root / w for w in self.weights],
+            index=at(self.index),
+            config=at(self.config),
+            adapter_config=at(self.adapter_config),
+            notes=list(self.notes),
+        )
 
 
-def _config_beside(folder: Path) -> Path | None:
-    config = folder / "config.json"
-    return config if config.is_file() else None
+def _kind_of_index(name: str) -> SourceKind:
+    return SourceKind.PICKLE_SHARDED if ".bin." in name else SourceKind.SAFETENSORS_SHARDED
+
+
+def choose(listing: Listing, source: str, target: str | None = None) -> Choice:
+    """The files a loader reads from ``listing``: all of a folder's (``target`` None), or the
+    checkpoint one named file belongs to (an index, a weight file; a config names its folder).
+
+    Raises ``SourceError`` when there is nothing a loader would read."""
+    config = "config.json" if listing.is_file("config.json") else None
+    adapter_config = "adapter_config.json" if listing.is_file("adapter_config.json") else None
+    if target is not None and target not in ("config.json", "adapter_config.json"):
+        if not listing.is_file(target):
+            raise SourceError(f"{source}: no such file in this {listing.where}")
+        if target.endswith(".index.json"):
+            return Choice(_kind_of_index(target), index=target, config=config)
+        if target in ADAPTER_FILES and adapter_config:
+            return Choice(SourceKind.PEFT_ADAPTER, (target,), adapter_config=adapter_config)
+        if target.endswith(".safetensors"):
+            kind: SourceKind | None = SourceKind.SAFETENSORS_FILE
+        elif target.endswith(PICKLE_SUFFIXES):
+            kind = SourceKind.PICKLE_FILE
+        else:
+            kind = listing.sniff(target)
+        if kind is None:
+            raise SourceError(
+                f"{source}: not a checkpoint tiecheck can read (expected .safetensors, "
+                ".bin/.pt/.pth/.ckpt, an *.index.json or a model folder)"
+            )
+        return Choice(kind, (target,), config=config)
+    if adapter_config:
+        for name in ADAPTER_FILES:
+            if listing.is_file(name):
+                return Choice(SourceKind.PEFT_ADAPTER, (name,), adapter_config=adapter_config)
+        raise SourceError(f"{source}: adapter {listing.where} has no {' or '.join(ADAPTER_FILES)}")
+    choice = choose_weights(listing.names())
+    if choice is None:
+        hint = listing.hint()
+        raise SourceError(
+            f"{source}: no weights found in this {listing.where} (looked for model.safetensors, "
+            "*.safetensors.index.json, pytorch_model.bin, *.bin.index.json, *.safetensors, "
+            f"*.bin/.pt/.pth/.ckpt){'; ' + hint if hint else ''}"
+        )
+    kind, weights, index, notes = choice
+    return Choice(kind, tuple(weights), index=index, config=config, notes=tuple(notes))
 
 
 def plan_file(path: Path, source: str) -> Plan:
-    name = path.name
-    folder = path.parent
-    if name == "adapter_config.json" or name == "config.json":
-        return plan_folder(folder, source)
-    if name.endswith(".index.json"):
-        return Plan(source, folder, _kind_of_index(path), index=path, config=_config_beside(folder))
-    if name.endswith(".safetensors"):
-        kind: SourceKind | None = SourceKind.SAFETENSORS_FILE
-    elif name.endswith(PICKLE_SUFFIXES):
-        kind = SourceKind.PICKLE_FILE
-    else:
-        kind = _sniff(path)
-    if kind is None:
-        raise SourceError(
-            f"{source}: not a checkpoint tiecheck can read (expected .safetensors, "
-            ".bin/.pt/.pth/.ckpt, an *.index.json or a model folder)"
-        )
-    plan = Plan(source, folder, kind, weights=[path], config=_config_beside(folder))
-    if name in ADAPTER_FILES and (folder / "adapter_config.json").is_file():
-        plan.kind = SourceKind.PEFT_ADAPTER
-        plan.adapter_config = folder / "adapter_config.json"
-        plan.config = None
-    return plan
+    if path.name in ("config.json", "adapter_config.json"):
+        return plan_folder(path.parent, source)
+    return choose(FolderListing(path.parent), source, path.name).plan(source, path.parent)
 
 
 def plan_folder(folder: Path, source: str) -> Plan:
-    adapter_config = folder / "adapter_config.json"
-    if adapter_config.is_file():
-        for name in ADAPTER_FILES:
-            if (folder / name).is_file():
-                return Plan(
-                    source,
-                    folder,
-                    SourceKind.PEFT_ADAPTER,
-                    weights=[folder / name],
-                    adapter_config=adapter_config,
-                )
-        raise SourceError(f"{source}: adapter folder has no {' or '.join(ADAPTER_FILES)}")
-    config = _config_beside(folder)
-    names = {p.name for p in folder.iterdir() if p.is_file()}
-    choice = choose_weights(names)
-    if choice is None:
-        raise SourceError(
-            f"{source}: no weights found in this folder (looked for model.safetensors, "
-            "*.safetensors.index.json, pytorch_model.bin, *.bin.index.json, *.safetensors, "
-            "*.bin/.pt/.pth/.ckpt)"
-        )
-    kind, weights, index, notes = choice
-    return Plan(
-        source,
-        folder,
-        kind,
-        weights=[folder / w for w in weights],
-        index=folder / index if index else None,
-        config=config,
-        notes=notes,
-    )
+    return choose(FolderListing(folder), source).plan(source, folder)
 
 
 WeightChoice = tuple[SourceKind, list[str], "str | None", list[str]]
@@ -147,7 +207,7 @@ def choose_weights(names: set[str]) -> WeightChoice | None:
             notes.append(
                 f"several index files; reading {indexes[0]}, not " + ", ".join(indexes[1:])
             )
-        return _kind_of_index(Path(indexes[0])), [], indexes[0], notes
+        return _kind_of_index(indexes[0]), [], indexes[0], notes
     for suffixes, single, many in (
         ((".safetensors",), SourceKind.SAFETENSORS_FILE, SourceKind.SAFETENSORS_SET),
         (PICKLE_SUFFIXES, SourceKind.PICKLE_FILE, SourceKind.PICKLE_FILE),

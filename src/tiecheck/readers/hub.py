@@ -1,20 +1,23 @@
 """Hugging Face Hub sources: inspect a repo by id, reading headers with range requests.
 
-Everything goes through ``huggingface_hub`` (``HfApi`` for metadata and listings, ``HfFileSystem``
-for byte ranges, ``hf_hub_download``/``snapshot_download`` for small files and the cache), so
-the endpoint, token, cache location, offline mode and proxies are the library's. What tiecheck
-adds is *which* bytes to ask for: the index, each shard's header (kilobytes), and only the byte
-ranges of tensors whose values must be compared.
+Everything goes through ``huggingface_hub`` (``HfApi.model_info`` for the commit and the file
+listing, its HTTP session and ``hf_hub_url`` for byte ranges, ``hf_hub_download`` for small
+files and the cache), so the endpoint, token, cache location, offline mode and proxies are the
+library's. What tiecheck adds is *which* bytes to ask for: the index, each shard's header
+(kilobytes), and only the byte ranges of tensors whose values must be compared; and a time limit
+on every request (``hub_net``).
 
-A remote repo is turned into the same ``Plan`` a local folder gives (the small files, config
-and index, are downloaded into the Hub cache and are local paths; the weight files are read
-through ``RangeReader``), and ``load`` does the rest, so a repo and a local copy of it produce
-the same findings.
+One run asks the Hub once what the revision is now (``model_info`` with file sizes: the commit
+and every file), chooses files from that listing with ``discover.choose`` (as for a local
+folder), and reads that commit: from the cache when it holds the commit's files, else remotely.
+A remote repo is turned into the same ``Plan`` a local folder gives (the small files, config and
+index, are downloaded into the Hub cache and are local paths; the weight files are read through
+``RangeReader``), and ``load`` does the rest, so a repo and a local copy of it produce the same
+findings.
 """
 
 from __future__ import annotations
 
-import contextlib
 import posixpath
 import re
 import threading
@@ -25,7 +28,8 @@ from urllib.parse import urlsplit
 
 from tiecheck.errors import FormatError, SourceError
 from tiecheck.model import Checkpoint, SourceKind
-from tiecheck.readers.discover import ADAPTER_FILES, PICKLE_SUFFIXES, Plan, choose_weights
+from tiecheck.readers.discover import PICKLE_SUFFIXES, Choice, FolderListing, choose
+from tiecheck.readers.hub_net import Limit, hub_timeout, limited, read_range
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
 from tiecheck.readers.load import load
 from tiecheck.readers.safetensors_format import SafetensorsHeader, header_length, parse_header
@@ -96,9 +100,41 @@ def parse_hub_source(source: str) -> HubRef | None:
             sub, filename = posixpath.dirname(sub), posixpath.basename(sub)
         return HubRef(uri.id, uri.revision, sub, filename, explicit=True)
     name, _, revision = source.partition("@")
+    if looks_local(name):
+        return None
     if _REPO_ID.match(name) and ".." not in name and "--" not in name:
         return HubRef(name, revision or None)
     return None
+
+
+_LOCAL_SUFFIXES = (
+    *_FILE_SUFFIXES,
+    ".gguf",
+    ".onnx",
+    ".h5",
+    ".msgpack",
+    ".npz",
+    ".npy",
+    ".txt",
+    ".toml",
+    ".yaml",
+    ".yml",
+)
+
+
+def looks_local(source: str) -> bool:
+    """A spelling only a path has, never a repo id: what it names is looked for on disk only.
+
+    ``./x``, ``../x``, ``~/x``, absolute paths, backslashes, more than one ``/``, and a name
+    ending like a file (``models/model.safetensors``, ``org/config.json``): sending these to
+    the Hub would turn a mistyped path into a request (and, online, a misleading "repository
+    not found")."""
+    name = source.partition("@")[0] if not source.startswith(("/", "~", ".")) else source
+    if not name or name.startswith(("/", "~", ".")) or "\\" in name or ":" in name:
+        return True
+    if name.count("/") != 1:
+        return True
+    return name.lower().endswith(_LOCAL_SUFFIXES)
 
 
 def _first_line(e: BaseException) -> str:
@@ -111,6 +147,8 @@ def _hub_error(e: BaseException, ref: HubRef, token: str | None = None) -> Sourc
     import httpx2
     from huggingface_hub import errors, get_token
 
+    if isinstance(e, SourceError):  # already one line (a time limit that ran out, offline)
+        return e
     if isinstance(e, errors.GatedRepoError):
         if token or get_token():
             return SourceError(
@@ -159,113 +197,107 @@ class _RemoteError(Exception):
         self.error = error
 
 
-class _Listing:
-    """File sizes in the repo's subfolder (and folders below it), listed on first use."""
+class RepoListing:
+    """A repo revision's files under the source's subfolder, from one ``model_info`` answer
+    (``files_metadata``: every file's path and size): the ``Listing`` that ``discover.choose``
+    reads, and the sizes the loader asks for. Nothing else lists the repo."""
 
-    def __init__(self, api: Any, ref: HubRef, commit: str) -> None:
-        self._api, self._ref, self._commit = api, ref, commit
-        self._dirs: dict[str, dict[str, int]] = {}
-        self.folders: dict[str, list[str]] = {}
-        """sub-folders of each listed folder (for a hint when there are no weights)."""
+    def __init__(self, ref: HubRef, files: dict[str, int | None]) -> None:
+        self._ref = ref
+        prefix = f"{ref.subfolder}/" if ref.subfolder else ""
+        self._files = {p[len(prefix) :]: n for p, n in files.items() if p.startswith(prefix)}
+        self.where = "repository"
+        if ref.subfolder:
+            self.where = f"folder {ref.subfolder!r} of the repository"
 
-    def names(self, folder: str = "") -> dict[str, int]:
-        """Files directly in ``folder`` (relative to the subfolder): name -> size."""
-        from huggingface_hub import errors
-        from huggingface_hub.hf_api import RepoFile
+    @classmethod
+    def from_info(cls, ref: HubRef, info: Any) -> RepoListing:
+        files: dict[str, int | None] = {}
+        for sibling in info.siblings or []:
+            size = sibling.size
+            if size is None and sibling.lfs is not None:
+                size = sibling.lfs.size
+            files[sibling.rfilename] = size
+        return cls(ref, files)
 
-        folder = folder.strip("/")
-        if folder not in self._dirs:
-            path = self._ref.path(folder) if folder else self._ref.subfolder
-            try:
-                entries = list(
-                    self._api.list_repo_tree(
-                        self._ref.repo_id, path_in_repo=path or None, revision=self._commit
-                    )
-                )
-            except errors.RemoteEntryNotFoundError:
-                if not folder:
-                    raise
-                entries = []
-            files = [e for e in entries if isinstance(e, RepoFile)]
-            self._dirs[folder] = {posixpath.basename(e.path): e.size for e in files}
-            self.folders[folder] = sorted(
-                posixpath.basename(e.path) for e in entries if not isinstance(e, RepoFile)
-            )
-        return self._dirs[folder]
+    @property
+    def empty(self) -> bool:
+        return not self._files
+
+    def names(self) -> set[str]:
+        return {n for n in self._files if "/" not in n}
+
+    def is_file(self, name: str) -> bool:
+        return name in self._files
+
+    def sniff(self, name: str) -> SourceKind | None:
+        return None  # reading a file's first bytes would cost a request
+
+    def hint(self) -> str:
+        folders = sorted({n.split("/", 1)[0] for n in self._files if "/" in n})
+        if not folders:
+            return ""
+        shown = ", ".join(folders[:5]) + (" ..." if len(folders) > 5 else "")
+        ref = self._ref
+        first = f"hf://{ref.repo_id}{'@' + ref.revision if ref.revision else ''}/"
+        return f"it has folders ({shown}): inspect one as {first}{ref.path(folders[0])}"
 
     def size(self, name: str) -> int | None:
         if unsafe_shard_name(name):
             return None
-        folder, base = posixpath.split(name)
-        return self.names(folder).get(base)
+        return self._files.get(name)
 
 
 class RangeReader:
-    """Byte ranges of files in one repo revision, via ``HfFileSystem``; counts what it moves.
+    """Byte ranges of files in one repo commit, one ranged GET each through the library's
+    session (``hub_net.read_range``); counts what it moves.
 
     ``transferred`` is every file byte fetched for this inspection: headers, tensor ranges, and
-    the small files (config, index) when they were not already cached.
+    the small files (config, index) when they were not already cached. The first time limit
+    that runs out stops every read after it (no request waits again for a stalled Hub).
     """
 
-    def __init__(self, ref: HubRef, revision: str, token: str | None, listing: _Listing) -> None:
+    def __init__(
+        self, ref: HubRef, commit: str, token: str | None, listing: RepoListing, limit: Limit
+    ) -> None:
+        from huggingface_hub.utils import build_hf_headers
+
         self._ref = ref
-        self._revision = revision
-        self._token = token
+        self._commit = commit
         self._listing = listing
-        self._fs: Any = None
-        self._files: dict[str, Any] = {}
-        self._owner = threading.current_thread()
-        self._thread_files = threading.local()
-        self._all_thread_files: list[dict[str, Any]] = []
+        self._limit = limit
+        self._headers = build_hf_headers(token=token)
         self._lock = threading.Lock()
         self._pool: Any = None
         self._heads: dict[str, bytes] = {}
         """first reads fetched ahead by ``prefetch_headers``, until ``header`` takes them."""
+        self._stopped: SourceError | None = None
         self.transferred = 0
 
-    def _open(self, name: str) -> Any:
-        # One handle per file and thread: a handle has a position, ``fetch_many`` has threads.
-        files = self._files if threading.current_thread() is self._owner else self._local()
-        handle = files.get(name)
-        if handle is None:
-            with self._lock:
-                if self._fs is None:
-                    from huggingface_hub import HfFileSystem
-
-                    self._fs = HfFileSystem(token=self._token, skip_instance_cache=True)
-            # cache_type "none": fsspec fetches exactly the requested range, no read-ahead.
-            handle = files[name] = self._fs.open(
-                f"{self._ref.repo_id}/{self._ref.path(name)}",
-                "rb",
-                revision=self._revision,
-                cache_type="none",
-                block_size=1 << 20,
-            )
-        return handle
-
-    def _local(self) -> dict[str, Any]:
-        files = getattr(self._thread_files, "files", None)
-        if files is None:
-            files = self._thread_files.files = {}
-            with self._lock:
-                self._all_thread_files.append(files)
-        return files
-
     def _read(self, name: str, start: int, length: int) -> bytes:
-        handle = self._open(name)
-        handle.seek(start)
-        data = handle.read(length)
+        from huggingface_hub import hf_hub_url
+
+        if self._stopped is not None:
+            raise self._stopped
+        url = hf_hub_url(self._ref.repo_id, self._ref.path(name), revision=self._commit)
+        try:
+            with limited(self._limit):
+                data = read_range(url, self._headers, start, length, self._limit.seconds)
+        except SourceError as e:  # a time limit ran out: nothing more is asked
+            self._stopped = e
+            raise
         with self._lock:
             self.transferred += len(data)
         return data
 
     def __call__(self, name: str, start: int, length: int) -> bytes:
-        """Tensor bytes for ``TensorData``: any failure is an ``OSError`` (a TC001 finding)."""
+        """Tensor bytes for ``TensorData``: a failure of one read is an ``OSError`` (a TC001
+        finding); a stalled Hub (``HubTimeout``) stops the run."""
         try:
             return self._read(name, start, length)
-        except OSError:
+        except (OSError, SourceError):
             raise
-        except Exception as e:  # httpx2 transport errors are not OSErrors
+        except Exception as e:  # httpx2 transport errors and HTTP errors are not OSErrors
             raise OSError(f"{name}: {type(e).__name__}: {_first_line(e)}") from e
 
     def fetch_many(self, reads: list[tuple[str, int, int]]) -> list[bytes]:
@@ -273,11 +305,6 @@ class RangeReader:
         request is what remote sampling costs; the bytes are the same)."""
         if len(reads) <= 1:
             return [self(*read) for read in reads]
-        for name in dict.fromkeys(name for name, _, _ in reads):
-            # opened here first: the file system's repo and listing caches are then warm, and
-            # the threads do not each ask the Hub for them (a failure is raised by the read)
-            with contextlib.suppress(Exception):
-                self._open(name)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -285,23 +312,22 @@ class RangeReader:
         return list(self._pool.map(lambda read: self(*read), reads))
 
     def size(self, name: str) -> int | None:
-        try:
-            return self._listing.size(name)
-        except Exception as e:
-            raise _RemoteError(e) from e
+        return self._listing.size(name)
 
     def prefetch_headers(self, names: list[str]) -> None:
         """The first read of each of these files, all at once: a repo of many shards then
         costs one round trip for its headers, not one per shard. Best effort: a failure here
-        is met again, and reported, by ``header``."""
+        is met again, and reported, by ``header`` (a stalled Hub is not asked twice)."""
+        reads = []
+        for name in dict.fromkeys(names):
+            size = self._listing.size(name)
+            if size is not None and size >= 8 and name.endswith(".safetensors"):
+                reads.append((name, 0, min(size, FIRST_READ)))
         try:
-            reads = []
-            for name in dict.fromkeys(names):
-                size = self._listing.size(name)
-                if size is not None and size >= 8 and name.endswith(".safetensors"):
-                    reads.append((name, 0, min(size, FIRST_READ)))
             for (name, _, _), data in zip(reads, self.fetch_many(reads)):
                 self._heads[name] = data
+        except SourceError:
+            raise
         except Exception:
             self._heads.clear()
 
@@ -321,73 +347,11 @@ class RangeReader:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(cancel_futures=True)
             self._pool = None
-        for files in (self._files, *self._all_thread_files):
-            for handle in files.values():
-                handle.close()
-            files.clear()
 
 
-@dataclass
-class _Choice:
-    """What a loader would read, as repo paths relative to the subfolder."""
-
-    kind: SourceKind
-    weights: list[str]
-    index: str | None = None
-    config: str | None = None
-    adapter_config: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def _choose(ref: HubRef, names: set[str], folders: list[str] | None = None) -> _Choice:
-    """``discover.plan_folder`` / ``plan_file`` for a listing instead of a folder."""
-    config = "config.json" if "config.json" in names else None
-    if ref.filename is not None and ref.filename not in ("config.json", "adapter_config.json"):
-        name = ref.filename
-        if name not in names:
-            raise SourceError(f"{ref}: no such file in the repository")
-        if name.endswith(".index.json"):
-            kind = SourceKind.PICKLE_SHARDED if ".bin." in name else SourceKind.SAFETENSORS_SHARDED
-            return _Choice(kind, [], index=name, config=config)
-        if name.endswith(".safetensors"):
-            if name in ADAPTER_FILES and "adapter_config.json" in names:
-                return _Choice(
-                    SourceKind.PEFT_ADAPTER, [name], adapter_config="adapter_config.json"
-                )
-            return _Choice(SourceKind.SAFETENSORS_FILE, [name], config=config)
-        if name.endswith(PICKLE_SUFFIXES):
-            return _Choice(SourceKind.PICKLE_FILE, [name], config=config)
-        raise SourceError(
-            f"{ref}: not a checkpoint tiecheck can read (expected .safetensors, "
-            ".bin/.pt/.pth/.ckpt, an *.index.json or a model folder)"
-        )
-    if "adapter_config.json" in names:
-        for name in ADAPTER_FILES:
-            if name in names:
-                return _Choice(
-                    SourceKind.PEFT_ADAPTER, [name], adapter_config="adapter_config.json"
-                )
-        raise SourceError(f"{ref}: adapter repo has no {' or '.join(ADAPTER_FILES)}")
-    choice = choose_weights(names)
-    if choice is None:
-        where = f"folder {ref.subfolder!r} of the repository" if ref.subfolder else "repository"
-        hint = ""
-        if folders:
-            shown = ", ".join(folders[:5]) + (" ..." if len(folders) > 5 else "")
-            first = f"hf://{ref.repo_id}{'@' + ref.revision if ref.revision else ''}/"
-            first += ref.path(folders[0])
-            hint = f"; it has folders ({shown}): inspect one as {first}"
-        raise SourceError(
-            f"{ref}: no weights in this {where} (no .safetensors, .bin, .pt, .pth or .ckpt "
-            f"files){hint}"
-        )
-    kind, weights, index, notes = choice
-    return _Choice(kind, weights, index=index, config=config, notes=notes)
-
-
-def _is_pickled(choice: _Choice) -> bool:
+def _is_pickled(choice: Choice) -> bool:
     return choice.kind in (SourceKind.PICKLE_FILE, SourceKind.PICKLE_SHARDED) or any(
         w.endswith(PICKLE_SUFFIXES) for w in choice.weights
     )
@@ -402,23 +366,7 @@ def _index_shards(path: Path) -> list[str]:
     return [s for s in dict.fromkeys(index.weight_map.values()) if not unsafe_shard_name(s)]
 
 
-def _plan(ref: HubRef, root: Path, choice: _Choice) -> Plan:
-    def local(name: str | None) -> Path | None:
-        return root / name if name else None
-
-    return Plan(
-        str(ref),
-        root,
-        choice.kind,
-        weights=[root / w for w in choice.weights],
-        index=local(choice.index),
-        config=local(choice.config),
-        adapter_config=local(choice.adapter_config),
-        notes=list(choice.notes),
-    )
-
-
-def _needed(choice: _Choice, root: Path) -> list[str]:
+def _needed(choice: Choice, root: Path) -> list[str]:
     """Every file a loader of this choice reads (shards from the index, when it is at hand)."""
     names = [n for n in (choice.index, choice.config, choice.adapter_config) if n]
     names += choice.weights
@@ -428,12 +376,29 @@ def _needed(choice: _Choice, root: Path) -> list[str]:
     return names
 
 
-def _cached_snapshot(ref: HubRef) -> tuple[Path, _Choice] | None:
-    """The cached snapshot of this revision, if it holds every file a loader would read.
+class _CachedListing(FolderListing):
+    """A cached snapshot folder, judged by the repo listing ``snapshot_download`` cached with
+    it when there is one (a partial snapshot then lacks files the listing names)."""
 
-    What "every file" means comes from the repo listing cached by ``snapshot_download`` when
-    there is one, else from the snapshot folder itself. A partial snapshot (left by an earlier
-    remote inspection, or by a download of some files) is not used.
+    def __init__(self, folder: Path, names: set[str] | None) -> None:
+        super().__init__(folder)
+        self._listed = names
+
+    def names(self) -> set[str]:
+        return super().names() if self._listed is None else set(self._listed)
+
+    def is_file(self, name: str) -> bool:
+        if self._listed is not None and "/" not in name:
+            return name in self._listed
+        return super().is_file(name)
+
+
+def _cached_snapshot(ref: HubRef) -> tuple[Path, Choice, str] | None:
+    """The cached snapshot the revision resolves to *locally* (a branch through the cache's
+    ``refs/``), if it holds every file a loader would read: (folder, choice, commit).
+
+    For offline runs and an unreachable Hub only: online, the revision is resolved by the
+    Hub first, and only that commit's snapshot is used (``load_hub``).
     """
     from huggingface_hub import get_cached_repo_tree, snapshot_download
     from huggingface_hub.errors import IncompleteSnapshotError
@@ -449,6 +414,7 @@ def _cached_snapshot(ref: HubRef) -> tuple[Path, _Choice] | None:
     folder = snapshot / ref.subfolder if ref.subfolder else snapshot
     if not folder.is_dir():
         return None
+    names: set[str] | None
     try:
         listed = get_cached_repo_tree(ref.repo_id, revision=ref.revision)
         prefix = f"{ref.subfolder}/" if ref.subfolder else ""
@@ -458,13 +424,13 @@ def _cached_snapshot(ref: HubRef) -> tuple[Path, _Choice] | None:
             if f.path.startswith(prefix) and "/" not in f.path[len(prefix) :]
         }
     except Exception:  # no cached listing: judge by the folder
-        names = {p.name for p in folder.iterdir() if p.is_file()}
+        names = None
     try:
-        choice = _choose(ref, names)
+        choice = choose(_CachedListing(folder, names), str(ref), ref.filename)
     except SourceError:
         return None
     if all((folder / n).is_file() for n in _needed(choice, folder)):
-        return folder, choice
+        return folder, choice, snapshot.name
     return None
 
 
@@ -508,40 +474,128 @@ def _human(n: int) -> str:
     return f"{n} bytes"
 
 
+def _unreachable(e: BaseException) -> bool:
+    """The Hub cannot be reached at all (refused, no route, no name): the library then falls
+    back on its cache, and so does tiecheck. A Hub that answers nothing in time is not
+    unreachable: that is a ``HubTimeout``, an error."""
+    import httpx2
+
+    return isinstance(e, (httpx2.ConnectError, httpx2.UnsupportedProtocol)) and not isinstance(
+        e, httpx2.ConnectTimeout
+    )
+
+
+def _resolve(
+    ref: HubRef, token: str | None, limit: Limit
+) -> tuple[str, RepoListing] | BaseException:
+    """Ask the Hub once what the revision is now: its commit and every file with its size (one
+    ``model_info`` request). Returns the error when the Hub cannot be reached at all."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi(token=token).model_info(
+            ref.repo_id, revision=ref.revision, files_metadata=True, timeout=limit.seconds
+        )
+    except SourceError:
+        raise
+    except Exception as e:
+        if _unreachable(e):
+            return e
+        raise _hub_error(e, ref, token) from e
+    listing = RepoListing.from_info(ref, info)
+    if ref.subfolder and listing.empty:
+        raise SourceError(f"{ref}: no such file or folder in the repository")
+    return str(info.sha), listing
+
+
+def _from_cache(ref: HubRef, base: Path | None, why: str) -> tuple[Checkpoint, list[Finding]]:
+    """Read the snapshot the revision resolves to in the cache, without the Hub."""
+    cached = _cached_snapshot(ref)
+    if cached is None:
+        raise SourceError(
+            f"{ref}: the Hugging Face cache does not hold this revision's weights, and {why}"
+        )
+    folder, choice, commit = cached
+    checkpoint, findings = load(choice.plan(str(ref), folder), base=base)
+    checkpoint.source, checkpoint.origin, checkpoint.commit = str(ref), "hub-cache", commit
+    checkpoint.notes.append(
+        f"read from the Hugging Face cache: {folder} (commit {commit}, what "
+        f"{ref.revision or 'main'!r} pointed to when it was cached; {why}, so not checked "
+        "against the Hub)"
+    )
+    checkpoint.transferred = 0
+    return checkpoint, findings
+
+
+def _offline_reason(offline: bool) -> str | None:
+    from huggingface_hub import constants
+
+    if offline:
+        return "--offline was given"
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    return None
+
+
 def load_hub(
     ref: HubRef,
     *,
     token: str | None = None,
     download: bool = False,
     base: Path | None = None,
+    timeout: float | None = None,
+    offline: bool = False,
 ) -> tuple[Checkpoint, list[Finding]]:
-    """Read a Hub repo: from the cache when it holds the revision, else with range requests."""
-    from huggingface_hub import HfApi, constants, hf_hub_download, try_to_load_from_cache
+    """Read a Hub repo at the commit its revision points to now: from the cache when it holds
+    that commit, else with range requests. Offline, from the commit the cache resolves it to.
 
-    cached = _cached_snapshot(ref)
-    if cached is not None:
-        folder, choice = cached
-        checkpoint, findings = load(_plan(ref, folder, choice), base=base)
-        checkpoint.source, checkpoint.origin = str(ref), "hub-cache"
-        checkpoint.notes.append(f"read from the Hugging Face cache: {folder}")
-        checkpoint.transferred = 0
-        return checkpoint, findings
-    if constants.is_offline_mode():
-        raise SourceError(
-            f"{ref}: the Hugging Face cache does not hold this revision's weights, and "
-            "HF_HUB_OFFLINE is set"
-        )
-    api = HfApi(token=token)
-    try:
-        info = api.model_info(ref.repo_id, revision=ref.revision)
-        commit = info.sha
-        listing = _Listing(api, ref, commit)
-        sizes = listing.names()
-    except Exception as e:
-        raise _hub_error(e, ref, token) from e
-    choice = _choose(ref, set(sizes), listing.folders.get(""))
+    Every request is bounded by ``timeout`` (``hub_timeout``); the first that runs out stops
+    the run with ``HubTimeout``.
+    """
+    reason = _offline_reason(offline)
+    limit = Limit(str(ref), hub_timeout(timeout), offline=reason is not None)
+    with limited(limit):
+        if reason is not None:
+            return _from_cache(ref, base, reason)
+        resolved = _resolve(ref, token, limit)
+        if isinstance(resolved, BaseException):
+            cause = resolved.__cause__ or resolved
+            why = f"the Hub cannot be reached at {_endpoint()} ({_first_line(cause)})"
+            try:
+                return _from_cache(ref, base, why)
+            except SourceError:
+                raise _hub_error(resolved, ref, token) from resolved
+        commit, listing = resolved
+        choice = choose(listing, str(ref), ref.filename)
+        _remember_revision(ref, commit)
+        root = _snapshot_root(ref, commit)
+        present = [n for n in _needed(choice, root) if listing.is_file(n)]
+        if all((root / n).is_file() for n in present):
+            checkpoint, findings = load(choice.plan(str(ref), root), base=base)
+            checkpoint.source, checkpoint.origin, checkpoint.commit = str(ref), "hub-cache", commit
+            checkpoint.notes.append(
+                f"read from the Hugging Face cache: {root} (commit {commit}, what "
+                f"{ref.revision or 'main'!r} points to on the Hub now)"
+            )
+            checkpoint.transferred = 0
+            return checkpoint, findings
+        return _load_remote(ref, token, download, base, limit, commit, listing, choice)
+
+
+def _load_remote(
+    ref: HubRef,
+    token: str | None,
+    download: bool,
+    base: Path | None,
+    limit: Limit,
+    commit: str,
+    listing: RepoListing,
+    choice: Choice,
+) -> tuple[Checkpoint, list[Finding]]:
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
     root = _snapshot_root(ref, commit)
-    reader = RangeReader(ref, commit, token, listing)
+    reader = RangeReader(ref, commit, token, listing, limit)
 
     def fetch(name: str) -> Path:
         """A small or downloaded file, into the Hub cache (counted when it moved)."""
@@ -549,7 +603,11 @@ def load_hub(
         was_cached = isinstance(
             try_to_load_from_cache(ref.repo_id, repo_path, revision=commit), str
         )
-        path = Path(hf_hub_download(ref.repo_id, repo_path, revision=commit, token=token))
+        path = Path(
+            hf_hub_download(
+                ref.repo_id, repo_path, revision=commit, token=token, etag_timeout=limit.seconds
+            )
+        )
         if not was_cached:
             reader.transferred += path.stat().st_size
         return path
@@ -560,7 +618,6 @@ def load_hub(
             fetch(name)
     except Exception as e:
         raise _hub_error(e, ref, token) from e
-    _remember_revision(ref, commit)
 
     if _is_pickled(choice):
         needed = [n for n in _needed(choice, root) if n not in small]
@@ -580,56 +637,81 @@ def load_hub(
                     fetch(name)
         except Exception as e:
             raise _hub_error(e, ref, token) from e
-        checkpoint, findings = load(_plan(ref, root, choice), base=base)
-        checkpoint.source, checkpoint.origin = str(ref), "hub-cache"
+        checkpoint, findings = load(choice.plan(str(ref), root), base=base)
+        checkpoint.source, checkpoint.origin, checkpoint.commit = str(ref), "hub-cache", commit
         checkpoint.notes.append(
-            f"pickle weights downloaded into the Hugging Face cache ({_human(total)}): {root}"
+            f"pickle weights downloaded into the Hugging Face cache ({_human(total)}): {root} "
+            f"(commit {commit})"
         )
         checkpoint.transferred = reader.transferred
         return checkpoint, findings
 
     try:
         reader.prefetch_headers(_needed(choice, root))
-        checkpoint, findings = load(_plan(ref, root, choice), base=base, remote=reader)
+        checkpoint, findings = load(choice.plan(str(ref), root), base=base, remote=reader)
     except _RemoteError as e:
         raise _hub_error(e.error, ref, token) from e.error
-    checkpoint.origin = "hub"
+    checkpoint.origin, checkpoint.commit = "hub", commit
     checkpoint.notes.append(f"read from the Hub: {ref.repo_id} at commit {commit}")
     return checkpoint, findings
 
 
-def download_snapshot(ref: HubRef, *, token: str | None = None) -> Path:
+_WEIGHT_LIKE = (*_FILE_SUFFIXES[:-1], ".index.json", ".gguf", ".onnx", ".h5", ".msgpack")
+
+
+def download_snapshot(
+    ref: HubRef,
+    *,
+    token: str | None = None,
+    timeout: float | None = None,
+    offline: bool = False,
+) -> Path:
     """Download what ``fix`` reads from a repo revision into the Hub cache: the weights a
     loader would use (chosen as ``inspect`` chooses them), their index and config, and the
-    folder's small non-weight files (tokenizer, generation config) that come along."""
-    from huggingface_hub import HfApi, hf_hub_download
+    folder's small non-weight files (tokenizer, generation config) that come along. Offline,
+    the cached snapshot the revision resolves to, when it holds all of that."""
+    from huggingface_hub import hf_hub_download
 
-    api = HfApi(token=token)
-    try:
-        info = api.model_info(ref.repo_id, revision=ref.revision)
-        listing = _Listing(api, ref, info.sha)
-        sizes = listing.names()
-        choice = _choose(ref, set(sizes), listing.folders.get(""))
-        root = _snapshot_root(ref, info.sha)
-        weight_like = (
-            ".safetensors",
-            *PICKLE_SUFFIXES,
-            ".index.json",
-            ".gguf",
-            ".onnx",
-            ".h5",
-            ".msgpack",
-        )
-        first = [n for n in sizes if not n.endswith(weight_like)]
-        first += [n for n in (choice.index,) if n]
-        for name in first:
-            hf_hub_download(ref.repo_id, ref.path(name), revision=info.sha, token=token)
-        for name in _needed(choice, root):
-            if name not in first:
-                hf_hub_download(ref.repo_id, ref.path(name), revision=info.sha, token=token)
-    except SourceError:
-        raise
-    except Exception as e:
-        raise _hub_error(e, ref, token) from e
-    _remember_revision(ref, info.sha)
-    return root
+    reason = _offline_reason(offline)
+    limit = Limit(str(ref), hub_timeout(timeout), offline=reason is not None)
+    with limited(limit):
+        if reason is not None:
+            cached = _cached_snapshot(ref)
+            if cached is None:
+                raise SourceError(
+                    f"{ref}: the Hugging Face cache does not hold this revision's weights, "
+                    f"and {reason}"
+                )
+            return cached[0]
+        resolved = _resolve(ref, token, limit)
+        if isinstance(resolved, BaseException):
+            raise _hub_error(resolved, ref, token) from resolved
+        commit, listing = resolved
+        choice = choose(listing, str(ref), ref.filename)
+        root = _snapshot_root(ref, commit)
+        try:
+            first = [n for n in listing.names() if not n.endswith(_WEIGHT_LIKE)]
+            first += [n for n in (choice.index,) if n]
+            for name in first:
+                hf_hub_download(
+                    ref.repo_id,
+                    ref.path(name),
+                    revision=commit,
+                    token=token,
+                    etag_timeout=limit.seconds,
+                )
+            for name in _needed(choice, root):
+                if name not in first and listing.is_file(name):
+                    hf_hub_download(
+                        ref.repo_id,
+                        ref.path(name),
+                        revision=commit,
+                        token=token,
+                        etag_timeout=limit.seconds,
+                    )
+        except SourceError:
+            raise
+        except Exception as e:
+            raise _hub_error(e, ref, token) from e
+        _remember_revision(ref, commit)
+        return root

@@ -96,6 +96,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             ],
             "unreadable": sorted(ckpt.unreadable),
             "origin": ckpt.origin or "local",
+            "commit": ckpt.commit,
         },
         "config": config,
         "tensors": len(ckpt.tensors),

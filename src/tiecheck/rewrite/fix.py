@@ -111,7 +111,14 @@ def _after_source(plan: FixPlan, folder: Path, source_was_folder: bool) -> Path:
     return folder / (plan.index_name or plan.files[0].name)
 
 
-def _download_repo(source: str, revision: str | None, token: str | None, in_place: bool) -> Path:
+def _download_repo(
+    source: str,
+    revision: str | None,
+    token: str | None,
+    in_place: bool,
+    timeout: float | None = None,
+    offline: bool = False,
+) -> Path:
     """A Hub repo id: fetch what fix reads into the normal cache and fix from there."""
     from tiecheck.readers.hub import download_snapshot, parse_hub_source
 
@@ -124,7 +131,12 @@ def _download_repo(source: str, revision: str | None, token: str | None, in_plac
         )
     if revision and ref.revision and revision != ref.revision:
         raise SourceError(f"{source}: revision given twice ({ref.revision!r}, {revision!r})")
-    return download_snapshot(replace(ref, revision=ref.revision or revision), token=token)
+    return download_snapshot(
+        replace(ref, revision=ref.revision or revision),
+        token=token,
+        timeout=timeout,
+        offline=offline,
+    )
 
 
 def fix(
@@ -140,12 +152,15 @@ def fix(
     progress: Progress | None = None,
     revision: str | None = None,
     token: str | None = None,
+    timeout: float | None = None,
+    offline: bool = False,
 ) -> FixResult:
     """Rewrite a checkpoint into deduplicated-tied (``to="tied"``) or explicitly-untied form.
 
     Writes safetensors into ``output`` (a new or empty folder) or, with ``in_place``, beside
     the source, replacing files only after verification. Raises ``FixRefused`` when the
     rewrite would lose data or change the model, ``SourceError`` for unusable paths.
+    ``revision``, ``token``, ``timeout`` and ``offline`` apply to Hub repo ids, as in ``inspect``.
     """
     to = Verdict(to)
     if keep not in (None, "embedding", "head"):
@@ -156,7 +171,7 @@ def fix(
         max_shard_size = parse_size(max_shard_size)
     source_path = Path(source)
     if not (source_path.exists() or source_path.is_symlink()):
-        source_path = _download_repo(str(source), revision, token, in_place)
+        source_path = _download_repo(str(source), revision, token, in_place, timeout, offline)
         source = str(source_path)
     recovered: list[str] = []
     held: Folder | None = None
