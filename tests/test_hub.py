@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import tiecheck
-from core_helpers import FIXTURES, QWEN2, save_numpy, write_config
+from core_helpers import FIXTURES, QWEN2, only_report, save_numpy, write_config
 from hub_server import UNSET_ENV, HubServer, hub_environment, loopback_only
 from tiecheck.analysis.compare import comparison_plan
 from tiecheck.errors import SourceError
@@ -649,8 +649,7 @@ def test_cli_reads_hf_token_and_reports(hub: Hub, repos: dict[str, Path]) -> Non
     proc = _cli(hub, "org/private", "--json", "-q", HF_TOKEN="hf_reader")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    data = json.loads(out)
-    reports = data["reports"] if isinstance(data, dict) and "reports" in data else data
+    reports = json.loads(out)["reports"]
     text = json.dumps(reports)
     assert "TC103" in text
 
@@ -779,20 +778,22 @@ def test_cli_revision_option_and_transfer_fields(hub: Hub, repos: dict[str, Path
     before = hub.server.bytes_sent()
     proc = _cli(hub, "org/dedup", "--revision", "v1", "--json", "-q")
     out, err = proc.communicate(timeout=60)
-    report = json.loads(out)
+    report = only_report(json.loads(out))
     local = tiecheck.inspect(repos["v1"])
     assert proc.returncode == (1 if local.fails(tiecheck.Severity.ERROR) else 0), err
     assert report["source"]["origin"] == "hub"
     assert sorted(f["code"] for f in report["findings"]) == sorted(f.code for f in local.findings)
     assert report["bytes_transferred"] > 0
     assert report["bytes_transferred"] <= hub.server.bytes_sent() - before
-    local_json = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "tiecheck", "inspect", str(repos["v1"]), "--json", "-q"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
+    local_json = only_report(
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "tiecheck", "inspect", str(repos["v1"]), "--json", "-q"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+        )
     )
     assert local_json["source"]["origin"] == "local"
     assert local_json["bytes_transferred"] is None
@@ -804,7 +805,7 @@ def test_cli_download_option_reads_pickles(hub: Hub, repos: dict[str, Path]) -> 
     assert refused.returncode == 2 and "--download" in err
     proc = _cli(hub, "org/bin", "--download", "--json", "-q")
     out, err = proc.communicate(timeout=60)
-    report = json.loads(out)
+    report = only_report(json.loads(out))
     assert report["source"]["origin"] == "hub-cache"
     assert report["bytes_transferred"] >= (repos["bin"] / "pytorch_model.bin").stat().st_size
     assert {f["code"] for f in report["findings"]} == {
