@@ -19,6 +19,7 @@ from tiecheck.analysis.integrity import (
     empty_file_findings,
     index_findings,
 )
+from tiecheck.analysis.location import locate_findings
 from tiecheck.analysis.peft import adapter_findings
 from tiecheck.analysis.sharing import shared_storages, sharing_findings
 from tiecheck.analysis.ties import GroupResult, Verdict, judge_groups, verdict
@@ -194,6 +195,7 @@ def inspect(
             )
         )
     findings.sort(key=lambda f: (-f.severity.rank, f.code, f.keys))
+    findings = locate_findings(checkpoint, declared, findings)
     duplicates = (
         None
         if sets is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from tiecheck.render.location import locate
+from tiecheck.render.location import location_of, where
 from tiecheck.render.text import printable
 from tiecheck.run import Run
 
@@ -22,7 +22,7 @@ def render_concise(run: Run, out: TextIO, *, verbose: bool = False) -> None:
             continue
         report = outcome.report
         for finding in report.findings:
-            location = locate(report, finding)
-            where = location.display + (f":{location.line}" if location.line else "")
-            line = f"{where}: {finding.code.value} {finding.severity.value} {finding.message}"
+            location = location_of(report, finding)
+            code, severity = finding.code.value, finding.severity.value
+            line = f"{where(location)}: {code} {severity} {finding.message}"
             out.write(printable(line) + "\n")

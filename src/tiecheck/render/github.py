@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from tiecheck.render.location import display_path, locate
+from tiecheck.render.location import display_path, location_of
 from tiecheck.render.text import printable
 from tiecheck.rules import Severity
 from tiecheck.run import Run
@@ -58,7 +58,7 @@ def render_github(run: Run, out: TextIO, *, verbose: bool = False) -> None:
             continue
         report = outcome.report
         for finding in report.findings:
-            location = locate(report, finding)
+            location = location_of(report, finding)
             rule = finding.rule
             message = f"{finding.message}\n\nHow to fix: {rule.how_to_fix}"
             if len(run.outcomes) > 1:
@@ -67,7 +67,7 @@ def render_github(run: Run, out: TextIO, *, verbose: bool = False) -> None:
                 annotation(
                     COMMAND[finding.severity],
                     message,
-                    file=location.display,
+                    file=display_path(location.path),
                     line=location.line,
                     title=f"{finding.code} {rule.name}",
                 )

@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TextIO
 
-from tiecheck.render.location import locate
+from tiecheck.render.location import location_of, where
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Finding, Rule
 from tiecheck.run import Outcome, Run
@@ -27,9 +27,11 @@ def _text(value: str) -> str:
 
 
 def _describe(report: Report, finding: Finding) -> str:
-    location = locate(report, finding)
-    where = location.display + (f":{location.line}" if location.line else "")
-    lines = [f"{finding.severity.value} {finding.code}: {finding.message}", f"  at {where}"]
+    location = location_of(report, finding)
+    lines = [
+        f"{finding.severity.value} {finding.code.value}: {finding.message}",
+        f"  at {where(location)}",
+    ]
     if finding.keys:
         lines.append(f"  tensors: {', '.join(finding.keys)}")
     return "\n".join(lines)

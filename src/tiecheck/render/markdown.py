@@ -11,7 +11,7 @@ import re
 from typing import TextIO
 
 from tiecheck import __version__
-from tiecheck.render.location import locate
+from tiecheck.render.location import location_of, where
 from tiecheck.render.text import printable
 from tiecheck.rules import RULES, Severity
 from tiecheck.run import Outcome, Run
@@ -88,11 +88,10 @@ def markdown_report(run: Run) -> str:
             continue
         lines += [f"**{code(outcome.source)}** ({report.verdict.value})", ""]
         for finding in report.findings:
-            location = locate(report, finding)
-            where = location.display + (f":{location.line}" if location.line else "")
+            location = location_of(report, finding)
             lines.append(
-                f"- {finding.severity.value} **{finding.code}** {code(finding.rule.name)}: "
-                f"{escape(finding.message)} ({code(where)})"
+                f"- {finding.severity.value} **{finding.code.value}** {code(finding.rule.name)}: "
+                f"{escape(finding.message)} ({code(where(location))})"
             )
             if finding.code not in seen:
                 seen.append(finding.code)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tiecheck import __version__
-from tiecheck.render.location import fingerprint, locate, sarif_artifact
+from tiecheck.render.location import fingerprint, location_of, sarif_artifact
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Finding, Rule, Severity
 from tiecheck.run import Run
@@ -41,7 +41,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
 
 
 def _result(report: Report, finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
-    location = locate(report, finding)
+    location = location_of(report, finding)
     physical: dict[str, Any] = {"artifactLocation": sarif_artifact(location.path)}
     if location.line is not None:
         physical["region"] = {"startLine": location.line}
