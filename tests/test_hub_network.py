@@ -298,7 +298,8 @@ def test_a_moved_branch_is_read_at_its_new_commit(
 
 def test_the_json_report_names_the_commit(hub: Hub, repos: dict[str, Path]) -> None:
     proc = run_cli(hub, "inspect", "org/dedup@v1", "--json", "-q")
-    assert only_report(json.loads(proc.stdout))["source"]["commit"] == hub.server.commit("org/dedup", "v1")
+    commit = hub.server.commit("org/dedup", "v1")
+    assert only_report(json.loads(proc.stdout))["source"]["commit"] == commit
     local = run_cli(hub, "inspect", str(repos["v1"]), "--json", "-q")
     assert only_report(json.loads(local.stdout))["source"]["commit"] is None
 
