@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TextIO
 
 from rich.console import Console
@@ -97,15 +98,33 @@ def _groups(groups: list[GroupResult]) -> Table:
     return table
 
 
+SHOWN_PER_RULE = 20
+"""Findings of one rule shown in the table; the rest are counted (``--format concise`` and
+``json`` list them all). A person does not read 20,000 stale alias records, and laying out a
+table row costs rich about half a millisecond."""
+
+
 def _findings(report: Report) -> Table:
     table = Table(title="findings", title_justify="left", expand=False)
     table.add_column("severity")
     table.add_column("code")
     table.add_column("message", overflow="fold")
+    shown: Counter[str] = Counter(f.code.value for f in report.findings)
+    done: Counter[str] = Counter()
     for f in report.findings:
-        _row(
-            table, Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.code.value, f.message
-        )
+        code = f.code.value
+        done[code] += 1
+        if done[code] <= SHOWN_PER_RULE:
+            style = SEVERITY_STYLE[f.severity]
+            _row(table, Text(f.severity.value, style=style), code, f.message)
+        elif done[code] == shown[code]:
+            more = shown[code] - SHOWN_PER_RULE
+            _row(
+                table,
+                Text("...", style="dim"),
+                code,
+                f"and {more:,} more {code} finding(s) (--format concise lists every one)",
+            )
     return table
 
 
