@@ -14,8 +14,10 @@ right key names, programs of pickle opcodes that use the allowed globals, and re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import pickle
 import struct
 import zipfile
@@ -170,11 +172,169 @@ def model_folder_files() -> dict[str, bytes]:
     return _MODEL
 
 
+# ---------------------------------------------------------------------------------------------
+# targets: what fix finds in folders (journals, layouts) and configuration files
+
+
+def _all_files(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Everything under ``root``, not following links: kind and content or link target."""
+    out: dict[str, tuple[str, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = ("link", str(path.readlink()).encode())
+        elif path.is_file():
+            out[rel] = ("file", path.read_bytes())
+        else:
+            out[rel] = ("other", b"")
+    return out
+
+
+def journal_target(data: bytes, scratch: Path) -> str:
+    """A commit journal (``data``, a JSON document whose entries may carry ``"ino": -1``: "the
+    real inode of the temporary I planted") planted with its temporaries in the source folder
+    (in place) or an existing output folder. ``fix`` must refuse with a TiecheckError or
+    finish; nothing outside the two folders may change, and a refused journal renames
+    nothing."""
+    from tiecheck.errors import TiecheckError
+    from tiecheck.rewrite.commit import JOURNAL
+
+    in_place = bool(data[:1]) and data[0] & 1 == 1
+    body = data[1:]
+    model, out = scratch / "model", scratch / "out"
+    model.mkdir()
+    for name, blob in model_folder_files().items():
+        (model / name).write_bytes(blob)
+    (scratch / "victim.txt").write_text("precious")
+    folder = model if in_place else out
+    folder.mkdir(exist_ok=True)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    entries = document.get("renames") if isinstance(document, dict) else None
+    if isinstance(entries, list):
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("temp"), str):
+                continue
+            temp = entry["temp"]
+            if "/" in temp or "\0" in temp or temp in ("", ".", "..") or len(temp) > 200:
+                continue
+            planted = folder / temp
+            with contextlib.suppress(OSError):
+                planted.write_bytes(b"planted " + temp.encode("utf-8", "replace"))
+                if entry.get("ino") == -1:  # a plant that matches its own temporary
+                    st = planted.stat()
+                    entry.update(dev=st.st_dev, ino=st.st_ino, size=st.st_size)
+        body = json.dumps(document).encode()
+    (folder / JOURNAL).write_bytes(body)
+    outside = _all_files(scratch)
+    outside = {k: v for k, v in outside.items() if not k.startswith(("model", "out"))}
+    before = _all_files(folder)
+    try:
+        if in_place:
+            tiecheck.fix(model, to="tied", in_place=True)
+        else:
+            tiecheck.fix(model, to="tied", output=out, overwrite=True)
+        outcome = "finished"
+    except TiecheckError:
+        outcome = "refused"
+        if (folder / JOURNAL).exists():  # refused the journal itself: nothing was renamed
+            assert _all_files(folder) == before, "a refused journal renamed files"
+    after = {k: v for k, v in _all_files(scratch).items() if not k.startswith(("model", "out"))}
+    assert after == outside, "fix changed files outside its folders"
+    return outcome
+
+
+def policy_target(data: bytes, scratch: Path) -> str:
+    """A configuration file: ``load_config`` returns a Config or raises ConfigError (with a
+    file name), and its override globs match any source in bounded time."""
+    from tiecheck.config import ConfigError, load_config
+
+    name = "pyproject.toml" if data[:1] == b"p" else "tiecheck.toml"
+    path = scratch / name
+    path.write_bytes(data[1:])
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        assert name in str(e), str(e)
+        return "invalid"
+    sources = ["models/a/model.safetensors", "org/name", "x" * 300 + "/" + "a" * 2000, "."]
+    for override in config.overrides:
+        for source in sources:
+            override.matches(source, scratch)
+    config.policy_for("models/a")
+    return "valid"
+
+
+LAYOUT_KINDS = ("file", "link-out", "link-in", "dangling", "fifo", "folder", "empty", "loop")
+
+
+def layout_target(data: bytes, scratch: Path) -> str:
+    """A model folder whose files are replaced by what a hostile repository can hold (links
+    out of the folder and in it, dangling links, FIFOs, folders, empty files, link loops):
+    ``inspect`` reports, ``fix -o`` writes or refuses with a TiecheckError; nothing outside is
+    read into the output or changed, and nothing hangs."""
+    from tiecheck.errors import TiecheckError
+
+    model, out = scratch / "model", scratch / "out"
+    model.mkdir()
+    secret = scratch / "secret.txt"
+    secret.write_text("secret-content")
+    files = dict(model_folder_files())
+    names = [*sorted(files), "README.md", "tokenizer.json", "extra.safetensors"]
+    for i, byte in enumerate(data[: len(names)]):
+        name, kind = names[i], LAYOUT_KINDS[byte % len(LAYOUT_KINDS)]
+        path = model / name
+        if kind == "file":
+            path.write_bytes(files.get(name, b"{}"))
+        elif kind == "link-out":
+            path.symlink_to(secret)
+        elif kind == "link-in":
+            path.symlink_to(names[(i + 1) % len(names)])
+        elif kind == "dangling":
+            path.symlink_to(scratch / "nowhere")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "folder":
+            path.mkdir()
+        elif kind == "empty":
+            path.write_bytes(b"")
+        else:
+            path.symlink_to(name)
+    for name in names[len(data) :]:
+        if name in files:
+            (model / name).write_bytes(files[name])
+    outside = {k: v for k, v in _all_files(scratch).items() if not k.startswith("model")}
+    source = _all_files(model)
+    try:
+        tiecheck.inspect(model)
+    except TiecheckError:  # no weights left at all: a one-line error, not a report
+        outcome = "unreadable"
+    else:
+        try:
+            tiecheck.fix(model, to="tied", output=out)
+            outcome = "fixed"
+        except TiecheckError:
+            outcome = "refused"
+    assert _all_files(model) == source, "fix changed its source"
+    after = _all_files(scratch)
+    assert {k: v for k, v in after.items() if not k.startswith(("model", "out"))} == outside
+    for rel, (kind, blob) in after.items():
+        if rel.startswith("out"):
+            assert kind != "link", f"the output holds a link: {rel}"
+            assert b"secret-content" not in blob, f"a file outside was copied into {rel}"
+    return outcome
+
+
 TARGETS: dict[str, Callable[[bytes, Path], str]] = {
     "safetensors": safetensors_target,
     "pickle": pickle_target,
     "index": index_target,
     "checkpoint": checkpoint_target,
+    "journal": journal_target,
+    "policy": policy_target,
+    "layout": layout_target,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -553,9 +713,96 @@ def checkpoint_edits(draw: st.DrawFn) -> bytes:
     return bytes([selector]) + bytes(mutate(draw, bytearray(files[name])))
 
 
+# ---------------------------------------------------------------------------------------------
+# strategies: journals, configuration files, folder layouts
+
+HOSTILE_NAMES = [
+    "model-00001-of-00002.safetensors",
+    "config.json",
+    ".tiecheck-commit.json",
+    "../victim.txt",
+    "/tmp/tiecheck-fuzz-absolute",
+    "a/../../victim.txt",
+    "sub/x.safetensors",
+    "",
+    ".",
+    "x\0y",
+]
+
+
+@st.composite
+def journals(draw: st.DrawFn) -> bytes:
+    """Selector byte (in place or -o) + a journal: well-formed entries with hostile names,
+    matching or not, malformed documents, or bytes."""
+    selector = bytes([draw(st.integers(0, 255))])
+    kind = draw(st.sampled_from(["entries", "entries", "json", "bytes"]))
+    if kind == "bytes":
+        return selector + draw(st.binary(max_size=200))
+    if kind == "json":
+        return selector + json.dumps(draw(json_values)).encode()
+    entries = []
+    for _ in range(draw(st.integers(0, 4))):
+        final = draw(st.one_of(st.sampled_from(HOSTILE_NAMES), st.text(max_size=8)))
+        own = "/".join([*final.split("/")[:-1], f".{final.split('/')[-1]}.tiecheck-tmp"])
+        temp = draw(st.one_of(st.just(own), st.sampled_from(HOSTILE_NAMES), st.text(max_size=8)))
+        number = st.one_of(st.just(-1), st.integers(0, 2**20), st.sampled_from([2**64, -5]))
+        entry: dict[str, Any] = {"temp": temp, "final": final}
+        for key in ("dev", "ino", "size"):
+            if draw(st.integers(0, 9)):
+                entry[key] = draw(number)
+        entries.append(entry)
+    version = draw(st.sampled_from([2, 2, 2, 1, "2"]))
+    return selector + json.dumps({"tiecheck_journal": version, "renames": entries}).encode()
+
+
+TOML_KEYS = ["expect", "fail-on", "ignore", "select", "overrides", "path", "tool", "tiecheck"]
+TOML_VALUES = [
+    '"tied"',
+    '"warning"',
+    '["TC101", "TC999"]',
+    '"**/*a*a*a*a*a*a*b"',
+    '"[z-a]"',
+    '["*", "[", "]"]',
+    "1",
+    "[" * 200 + "]" * 200,
+    '"' + "a" * 5000 + '"',
+    "{a = {b = 1}}",
+]
+
+
+@st.composite
+def policy_files(draw: st.DrawFn) -> bytes:
+    """Selector (pyproject.toml or tiecheck.toml) + TOML assembled from tiecheck's keys,
+    hostile values and headers, sometimes mutated."""
+    selector = draw(st.sampled_from([b"p", b"t"]))
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        choice = draw(st.integers(0, 5))
+        if choice == 0:
+            header = draw(st.sampled_from(["tool.tiecheck", "tiecheck", "tool"]))
+            lines.append(f"[{header}]")
+        elif choice == 1:
+            lines.append(f"[[{draw(st.sampled_from(['overrides', 'tool.tiecheck.overrides']))}]]")
+        elif choice == 2:
+            lines.append(draw(st.text(max_size=30)))
+        else:
+            key = draw(st.one_of(st.sampled_from(TOML_KEYS), st.text(max_size=6)))
+            lines.append(f"{key} = {draw(st.sampled_from(TOML_VALUES))}")
+    raw = bytearray("\n".join(lines).encode("utf-8", "surrogatepass"))
+    if draw(st.integers(0, 4)) == 0:
+        raw = mutate(draw, raw)
+    return selector + bytes(raw)
+
+
+layouts = st.binary(min_size=0, max_size=8)
+
+
 STRATEGIES: dict[str, st.SearchStrategy[bytes]] = {
     "safetensors": safetensors_files(),
     "pickle": pickle_files(),
     "index": index_files(),
     "checkpoint": checkpoint_edits(),
+    "journal": journals(),
+    "policy": policy_files(),
+    "layout": layouts,
 }

@@ -20,8 +20,11 @@ from fuzz_targets import (
     TARGETS,
     checkpoint_edits,
     index_files,
+    journals,
+    layouts,
     mutated_torch_files,
     pickle_files,
+    policy_files,
     safetensors_files,
 )
 
@@ -73,6 +76,24 @@ def test_index_reader_returns_an_index_or_a_format_error(data: bytes) -> None:
 def test_inspect_and_fix_on_a_damaged_model_folder(data: bytes) -> None:
     """inspect reports, fix writes a verified checkpoint or refuses; the source is untouched."""
     _run("checkpoint", data)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(journals())
+def test_fix_with_a_planted_journal_refuses_or_finishes_inside_its_folders(data: bytes) -> None:
+    _run("journal", data)
+
+
+@SETTINGS
+@given(policy_files())
+def test_configuration_files_load_or_fail_with_their_name(data: bytes) -> None:
+    _run("policy", data)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(layouts)
+def test_hostile_folder_layouts_are_reported_and_never_leak(data: bytes) -> None:
+    _run("layout", data)
 
 
 def test_every_target_has_a_strategy() -> None:

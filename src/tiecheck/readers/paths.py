@@ -16,8 +16,12 @@ from pathlib import Path
 
 
 def outside_folder(folder: Path, path: Path) -> Path | None:
-    """Where ``path`` really is when that is outside ``folder`` (else None)."""
-    real_folder, target = folder.resolve(), path.resolve()
+    """Where ``path`` really is when that is outside ``folder`` (else None).
+
+    ``os.path.realpath``, not ``Path.resolve``: a link loop (a hostile folder can hold one)
+    makes ``resolve`` raise; here it stays a path inside the folder, which fails to open
+    later as the unreadable file it is."""
+    real_folder, target = Path(os.path.realpath(folder)), Path(os.path.realpath(path))
     if target.is_relative_to(real_folder):
         return None
     for ancestor in (real_folder, *real_folder.parents):

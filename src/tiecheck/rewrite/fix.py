@@ -372,7 +372,7 @@ def _write_all(
             finals.append(extra.name)
             # the resolved file, never a link (plan.extra_files checked it stays in the folder)
             src = os.open(
-                extra.resolve(), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                os.path.realpath(extra), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
             )
             try:
                 if not stat.S_ISREG(os.fstat(src).st_mode):

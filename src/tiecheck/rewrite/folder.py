@@ -16,7 +16,7 @@ import errno
 import fcntl
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tiecheck.errors import TiecheckError
 
@@ -46,11 +46,14 @@ class FolderBusy(TiecheckError):
 
 def relative_parts(name: str) -> tuple[str, ...]:
     """The components of a relative POSIX name, refusing anything that could leave the folder
-    (absolute names, ``..``, empty components, NUL)."""
-    if not name or "\0" in name or name.startswith("/"):
-        raise FolderError(f"{name!r} is not a relative file name")
-    parts = PurePosixPath(name).parts
-    if any(p in ("..", ".", "") for p in parts) or "\\" in name:
+    or name it ambiguously (absolute names, ``..``, ``.``, empty components, NUL, backslash).
+
+    Split by hand, not with ``PurePosixPath``: it silently drops ``.`` and empty components,
+    so ``./`` would become no name at all."""
+    if not name or "\0" in name or "\\" in name or name.startswith("/"):
+        raise FolderError(f"{name!r} is not a plain relative file name")
+    parts = tuple(name.split("/"))
+    if any(p in ("..", ".", "") for p in parts):
         raise FolderError(f"{name!r} is not a plain relative file name")
     return parts
 
