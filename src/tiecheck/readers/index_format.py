@@ -6,12 +6,12 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tiecheck.errors import FormatError
 from tiecheck.model import IndexInfo
-from tiecheck.readers.jsonfile import read_json_file
+from tiecheck.readers.jsonfile import MAX_INDEX_BYTES, read_json_file
 
 
 def read_index(path: Path) -> tuple[IndexInfo, list[str]]:
     """Parse an index; returns it with the keys that appear twice in one JSON object."""
-    data, duplicates = read_json_file(path)
+    data, duplicates = read_json_file(path, max_bytes=MAX_INDEX_BYTES)
     if not isinstance(data, dict):
         raise FormatError(f"index is a JSON {type(data).__name__}, not an object")
     weight_map = data.get("weight_map")
