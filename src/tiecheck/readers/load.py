@@ -23,7 +23,7 @@ from tiecheck.model import (
 )
 from tiecheck.readers.discover import Plan
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
-from tiecheck.readers.jsonfile import read_json_file
+from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
 from tiecheck.readers.pickle_format import read_pickle
 from tiecheck.readers.safetensors_format import SafetensorsHeader, read_header
 from tiecheck.rules import Finding, finding
@@ -125,7 +125,14 @@ class _Loader:
             self.invalid(name, e)
 
     def _exists(self, path: Path, name: str) -> bool:
-        return self.remote.size(name) is not None if self.remote is not None else path.exists()
+        """Whether the shard exists (an error other than "not found", such as a name longer
+        than the file system allows, is for ``read_weight_file`` to report)."""
+        if self.remote is not None:
+            return self.remote.size(name) is not None
+        try:
+            return path.exists()
+        except OSError:
+            return True
 
     def _read_safetensors(self, path: Path, name: str, size: int) -> None:
         # Our validator enforces every rule of the Rust loader with precise messages and
@@ -223,7 +230,7 @@ class _Loader:
             return None
         name = _display(path, self.plan.root)
         try:
-            data, _ = read_json_file(path)
+            data, _ = read_json_file(path, max_bytes=MAX_CONFIG_BYTES)
         except FormatError as e:
             self.findings.append(finding("TC001", f"{name}: {e}", file=name))
             return None
@@ -253,9 +260,12 @@ def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
         return base / "config.json" if base.is_dir() else base
     if not adapter.base_model:
         return None
-    local = Path(adapter.base_model).expanduser()
-    if (local / "config.json").is_file():
-        return local / "config.json"
+    try:  # the name comes from the adapter's file: "~nosuchuser", a NUL, 5,000 characters
+        local = Path(adapter.base_model).expanduser()
+        if (local / "config.json").is_file():
+            return local / "config.json"
+    except (OSError, RuntimeError, ValueError):
+        return None
     if local.is_absolute() or adapter.base_model.count("/") != 1:
         return None
     try:  # a cached download of the base repo; never touches the network
