@@ -336,6 +336,10 @@ _CALLS: dict[tuple[str, str], str] = {
     ("builtins", "set"): "call_set",
     ("builtins", "frozenset"): "call_frozenset",
     ("builtins", "bytearray"): "call_bytearray",
+    # protocol 2 (torch.save's) spells builtins the Python 2 way
+    ("__builtin__", "set"): "call_set",
+    ("__builtin__", "frozenset"): "call_frozenset",
+    ("__builtin__", "bytearray"): "call_bytearray",
     ("_codecs", "encode"): "call_codecs_encode",
     ("torch", "Size"): "call_size",
     ("torch._utils", "_rebuild_tensor_v2"): "rebuild_tensor_v2",
