@@ -254,10 +254,26 @@ def _adapter_info(path: Path, data: dict) -> AdapterInfo:
     )
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where the name cannot be looked up (too long for the file
+    system: Python 3.11's pathlib raises OSError there); reading it then says why."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
     """Find the base model's config: ``--base``, a local folder, or the Hugging Face cache."""
     if base is not None:
-        return base / "config.json" if base.is_dir() else base
+        return base / "config.json" if _is_dir(base) else base
     if not adapter.base_model:
         return None
     try:  # the name comes from the adapter's file: "~nosuchuser", a NUL, 5,000 characters
@@ -301,14 +317,14 @@ def load(
         if adapter_cfg is not None:
             adapter = _adapter_info(plan.adapter_config, adapter_cfg.data)
             config_path = _base_config_path(adapter, base)
-            if config_path is None or not config_path.is_file():
+            if config_path is None or not _is_file(config_path):
                 loader.notes.append(
                     "base model config not found (pass --base PATH, or download "
                     f"{adapter.base_model or 'the base model'} into the Hugging Face cache)"
                 )
                 config_path = None
     elif base is not None:
-        config_path = base / "config.json" if base.is_dir() else base
+        config_path = base / "config.json" if _is_dir(base) else base
     config = loader.read_config(config_path)
     checkpoint = Checkpoint(
         source=plan.source,
