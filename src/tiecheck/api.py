@@ -83,8 +83,12 @@ def _open(
     offline: bool = False,
 ) -> tuple[Checkpoint, list[Finding]]:
     """Local paths win over repo ids of the same spelling; anything else may be a Hub repo."""
-    path = Path(source).expanduser()
-    if not (path.exists() or path.is_symlink()):
+    try:
+        path = Path(source).expanduser()
+        local = path.exists() or path.is_symlink()
+    except (OSError, RuntimeError) as e:  # a name too long for the file system, "~nosuchuser"
+        raise SourceError(f"{source}: {getattr(e, 'strerror', None) or e}") from e
+    if not local:
         from tiecheck.readers.hub import load_hub, parse_hub_source
 
         ref = parse_hub_source(source)

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GROUPS = ("safetensors", "pickles", "indexes", "valid")
+GROUPS = ("safetensors", "pickles", "indexes", "configs", "valid")
 """The folders this script owns (removed and rewritten); nothing else here is touched."""
 
 MARKER_PREFIX = "tiecheck-pwned-"
@@ -539,6 +539,341 @@ payload_case(
 )
 
 
+# -- views past their storage: a strided view is read through numpy over a map of its storage,
+# and one element past the map is a read of unmapped memory (SIGSEGV), not an exception
+
+
+def p_long(value: int) -> bytes:
+    """LONG4: an integer of any size (torch writes dimensions as BININT)."""
+    raw = value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
+    return b"\x8b" + struct.pack("<i", len(raw)) + raw
+
+
+def p_put(index: int) -> bytes:
+    return b"r" + struct.pack("<I", index)  # LONG_BINPUT
+
+
+def p_get(index: int) -> bytes:
+    return b"j" + struct.pack("<I", index)  # LONG_BINGET
+
+
+def p_rebuild(storage: bytes, shape: tuple, stride: tuple, offset: object = 0) -> bytes:
+    """``_rebuild_tensor_v2`` with explicit geometry (ints, or already-pickled bytes)."""
+
+    def enc(value: object) -> bytes:
+        return value if isinstance(value, bytes) else p_int(value)  # type: ignore[arg-type]
+
+    return p_call(
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        storage,
+        enc(offset),
+        p_tuple(*map(enc, shape)),
+        p_tuple(*map(enc, stride)),
+        b"\x89",
+        EMPTY_ORDERED_DICT,
+    )
+
+
+def p_legacy_view(root: str, numel: int, view: str, offset: int, size: int) -> bytes:
+    """A pre-1.0 storage view: elements ``[offset, offset + size)`` of storage ``root``."""
+    return (
+        p_tuple(
+            p_str("storage"),
+            p_global("torch", "FloatStorage"),
+            p_str(root),
+            p_str("cpu"),
+            p_int(numel),
+            p_tuple(p_str(view), p_int(offset), p_int(size)),
+        )
+        + b"Q"
+    )
+
+
+BIG = 4096
+"""Side of the head the view cases compare: 4096 x 4096 floats read from a 16-byte storage
+reach 64 MiB past its map, well into unmapped memory."""
+
+
+def legacy_head_on(head_storage: bytes, shape: tuple, stride: tuple) -> bytes:
+    """A legacy file whose embedding (one float repeated, stride 0: 64 MiB of values from 4
+    bytes) is compared with a head on ``head_storage``, a storage record or view of root '1'."""
+    pkl = p_state_dict(
+        (
+            "model.embed_tokens.weight",
+            p_rebuild(p_storage("0", 1, legacy=True), (BIG, BIG), (0, 0)),
+        ),
+        ("lm_head.weight", p_rebuild(head_storage, shape, stride)),
+    )
+    return legacy_state(pkl, ["0", "1"], [F32_4[:4], F32_4])
+
+
+payload_case(
+    "legacy-view-larger-than-its-storage",
+    # a transposed head on a view claiming 2**24 elements of a 4-element storage (SIGSEGV)
+    lambda: legacy_head_on(p_legacy_view("1", 4, "v", 0, BIG * BIG), (BIG, BIG), (1, BIG)),
+)
+payload_case(
+    "legacy-view-larger-than-its-storage-contiguous",
+    # the same view read contiguously was read past the storage, into the next bytes
+    lambda: legacy_head_on(p_legacy_view("1", 4, "v", 0, BIG * BIG), (BIG, BIG), (BIG, 1)),
+)
+payload_case(
+    "legacy-view-offset-past-its-storage",
+    lambda: legacy_head_on(p_legacy_view("1", 4, "v", 1 << 24, 4), (2, 2), (1, 2)),
+)
+payload_case(
+    "legacy-view-key-is-a-storage-key",
+    # the view is named like its own root: which bytes does '1' mean?
+    lambda: legacy_head_on(p_legacy_view("1", 4, "1", 2, 2), (2,), (1,)),
+)
+payload_case(
+    "zip-transposed-head-past-its-storage",
+    lambda: zip_state(
+        p_state_dict(
+            (
+                "model.embed_tokens.weight",
+                p_rebuild(p_storage("0", 1, legacy=False), (BIG, BIG), (0, 0)),
+            ),
+            ("lm_head.weight", p_rebuild(p_storage("1", 4, legacy=False), (BIG, BIG), (1, BIG))),
+        ),
+        {"0": F32_4[:4], "1": F32_4},
+    ),
+)
+payload_case(
+    "dtype-differs-from-its-storage",
+    # four float32 read as float64: the storage is not a whole number of the view's elements
+    lambda: zip_state(
+        p_state_dict(
+            (
+                "w",
+                p_call(
+                    "torch._utils",
+                    "_rebuild_tensor_v3",
+                    p_storage("0", 3, legacy=False),
+                    p_int(0),
+                    p_tuple(p_int(1)),
+                    p_tuple(p_int(1)),
+                    b"\x89",
+                    EMPTY_ORDERED_DICT,
+                    p_global("torch", "float64"),
+                ),
+            )
+        ),
+        {"0": F32_4[:12]},
+    ),
+)
+
+
+def huge_geometry(field: str) -> bytes:
+    """A tensor one of whose numbers is a 20,000-bit integer (LONG4): past 4,300 digits,
+    Python refuses to format it into a message."""
+    big = p_long(1 << 20_000)
+    storage = p_tuple(
+        p_str("storage"),
+        p_global("torch", "FloatStorage"),
+        p_str("0"),
+        p_str("cpu"),
+        big if field == "numel" else p_int(4),
+    )
+    shape = (big,) if field == "shape" else (2,)
+    stride = (big,) if field == "stride" else (1,)
+    offset = big if field == "offset" else 0
+    tensor = p_rebuild(storage + b"Q", shape, stride, offset)
+    return zip_state(p_state_dict(("w", tensor)), {"0": F32_4})
+
+
+for _field in ("shape", "stride", "offset", "numel"):
+    payload_case(f"{_field}-of-20000-bits", lambda f=_field: huge_geometry(f))
+payload_case(
+    "byte-stride-past-2-pow-63",
+    # a stride of 2**62 elements on a dimension of size 1 never moves, but in bytes it
+    # overflows int64 (numpy refused it with an OverflowError)
+    lambda: zip_state(
+        p_state_dict(
+            ("w", p_rebuild(p_storage("0", 4, legacy=False), (1, 4), (p_long(1 << 62), 1)))
+        ),
+        {"0": F32_4},
+    ),
+)
+payload_case(
+    "zip-encrypted-record",
+    # the 'encrypted' flag set on data.pkl: zipfile raised RuntimeError (password required)
+    lambda: _flag_encrypted(VALID_ZIP),
+)
+
+
+def _flag_encrypted(data: bytes) -> bytes:
+    out = bytearray(data)
+    local = out.index(b"PK\x03\x04")
+    central = out.index(b"PK\x01\x02")
+    out[local + 6] |= 1
+    out[central + 8] |= 1
+    return bytes(out)
+
+
+# -- nesting: hashing a tuple recurses in C with no depth check (SIGSEGV at ~150,000 levels)
+
+payload_case(
+    "lists-nested-20000",
+    # torch.load reads it; tiecheck refuses containers nested past 1,000 levels
+    lambda: zip_state(b"\x80\x02" + b"(" * 20_000 + b"l" * 20_000 + b"."),
+)
+payload_case(
+    "lists-nested-1001",
+    lambda: zip_state(
+        p_state_dict(
+            ("w", p_tensor(p_storage("0", 4, legacy=False), (4,))),
+            ("deep", b"(" * 1000 + b"]" + b"l" * 1000),
+        ),
+        {"0": F32_4},
+    ),
+)
+payload_case(
+    "dict-values-nested-5000",
+    lambda: zip_state(b"\x80\x02" + (b"}" + p_str("a")) * 5000 + b"}" + b"s" * 5000 + b"."),
+)
+
+
+@case("pickles/tuple-key-nested-200000.bin", runtime=True)
+def deep_tuple_key(path: Path) -> None:
+    """A tuple nested 200,000 deep used as a dict key: hashing it overflowed the C stack."""
+    write(path, zip_state(b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"Ns."))
+
+
+@case("pickles/tuple-in-a-set-nested-200000.bin", runtime=True)
+def deep_tuple_in_set(path: Path) -> None:
+    """The same tuple added to a set (protocol 4 ADDITEMS)."""
+    write(path, zip_state(b"\x80\x04\x8f(" + b")" + b"\x85" * 200_000 + b"\x90."))
+
+
+@case("pickles/frozensets-nested-200000.bin", runtime=True)
+def deep_frozensets(path: Path) -> None:
+    write(path, zip_state(b"\x80\x04" + b"(" * 200_000 + b")" + b"\x91" * 200_000 + b"."))
+
+
+# -- work that must stay linear in the file: the memo lets one value be used many times
+
+
+def tuple_dag(levels: int) -> bytes:
+    """``t[k+1] = (t[k], t[k])``, memoised as ``k + 1``: 2**levels elements to hash."""
+    out = b")" + p_put(0) + b"0"
+    for k in range(levels):
+        out += p_get(k) + p_get(k) + b"\x86" + p_put(k + 1) + b"0"
+    return out
+
+
+payload_case(
+    "memo-dag-tuple-as-dict-key",
+    # a 1 KB pickle whose dict key takes 2**60 steps to hash (hung forever)
+    lambda: zip_state(b"\x80\x02" + tuple_dag(60) + b"}" + p_get(60) + b"Ns."),
+)
+
+
+def list_dag(width: int, levels: int, leaf: bytes) -> bytes:
+    """``l[k+1] = [l[k]] * width``, memoised as ``k + 1``, over ``leaf``: width**levels paths."""
+    out = leaf + p_put(0) + b"0"
+    for k in range(levels):
+        out += b"](" + p_get(k) * width + b"e" + p_put(k + 1) + b"0"
+    return out
+
+
+CASES["valid/memo-dag-lists-64-wide-16-deep.bin"] = lambda p: write(
+    # one tensor reached by 64**15 paths: walked once (it took forever)
+    p,
+    zip_state(
+        b"\x80\x02"
+        + list_dag(64, 15, b"](" + p_tensor(p_storage("0", 4, legacy=False), (4,)) + b"e")
+        + b"}"
+        + p_str("model")
+        + p_get(15)
+        + b"s.",
+        {"0": F32_4},
+    ),
+)
+
+
+def copies(call: bytes, arg: bytes, times: int, *, tail: bytes = b"") -> bytes:
+    """A pickle calling ``call`` on one memoised ``arg`` ``times`` times, keeping each result."""
+    one = call + b"(" + p_get(0) + tail + b"tR"
+    return zip_state(b"\x80\x02" + arg + p_put(0) + b"0](" + one * times + b"e.")
+
+
+def p_bytes(data: bytes) -> bytes:
+    return b"B" + struct.pack("<I", len(data)) + data  # BINBYTES
+
+
+QUARTER_MB = 256 << 10
+
+
+@case("pickles/bytearray-copied-8000-times.bin", runtime=True)
+def bytearray_copies(path: Path) -> None:
+    """bytearray() of one memoised 256 KiB string, 8,000 times: 2 GiB from 340 KB."""
+    write(path, copies(p_global("builtins", "bytearray"), p_bytes(bytes(QUARTER_MB)), 8000))
+
+
+@case("pickles/codecs-encode-copied-8000-times.bin", runtime=True)
+def encode_copies(path: Path) -> None:
+    call, text = p_global("_codecs", "encode"), p_str("a" * QUARTER_MB)
+    write(path, copies(call, text, 8000, tail=p_str("latin1")))
+
+
+@case("pickles/set-copied-2000-times.bin", runtime=True)
+def set_copies(path: Path) -> None:
+    """set() of one memoised list of 50,000 integers, 2,000 times: 4 GB of hash tables."""
+    items = b"(" + b"".join(b"J" + struct.pack("<i", i) for i in range(50_000)) + b"l"
+    write(path, copies(p_global("builtins", "set"), items, 2000))
+
+
+@case("pickles/size-copied-4000-times.bin", runtime=True)
+def size_copies(path: Path) -> None:
+    """torch.Size() of one memoised list of 50,000 integers, 4,000 times: 1.6 GB."""
+    items = b"(" + b"".join(b"J" + struct.pack("<i", i) for i in range(50_000)) + b"l"
+    write(path, copies(p_global("torch", "Size"), items, 4000))
+
+
+@case("pickles/shape-shared-by-4000-tensors.bin", runtime=True)
+def shared_shape(path: Path) -> None:
+    """One memoised shape of 50,000 ones, used by 4,000 tensors (each copies it): 1.6 GB."""
+    storage = p_storage("0", 4, legacy=False) + p_put(1) + b"0"
+    shape = b"(" + b"K\x01" * 50_000 + b"l" + p_put(2) + b"0"
+    tensor = p_call(
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        p_get(1),
+        p_int(0),
+        p_get(2),
+        p_get(2),
+        b"\x89",
+        EMPTY_ORDERED_DICT,
+    )
+    items = b"".join(p_str(f"t{i}") + tensor for i in range(4000))
+    pkl = b"\x80\x02" + storage + shape + EMPTY_ORDERED_DICT + b"(" + items + b"u."
+    write(path, zip_state(pkl, {"0": F32_4}))
+
+
+@case("pickles/names-of-16-mb.bin", runtime=True)
+def long_names(path: Path) -> None:
+    """Dicts 16 deep, each keyed by one memoised 1 MiB string, over 5,000 tensors: every
+    name is 16 MiB long (80 GB of names from a 1 MB file)."""
+    key = p_str("k" * (1 << 20)) + p_put(0) + b"0"
+    tensor = p_tensor(p_storage("0", 4, legacy=False), (4,)) + p_put(1)
+    others = b"".join(p_str(f"t{i}") + p_get(1) for i in range(1, 5000))
+    nested = b"}(" + p_str("t0") + tensor + others + b"u"
+    for _ in range(15):
+        nested = b"}" + p_get(0) + nested + b"s"
+    write(path, zip_state(b"\x80\x02" + key + nested + b".", {"0": F32_4}))
+
+
+@case("valid/module-prefix-400000-times.bin", runtime=True)
+def repeated_prefix(path: Path) -> None:
+    """A name of 400,000 'module.' prefixes: stripping them one by one, checking every name
+    each time, was quadratic (hours)."""
+    name = "module." * 400_000 + "w"
+    tensor = p_tensor(p_storage("0", 4, legacy=False), (4,))
+    write(path, zip_state(p_state_dict((name, tensor)), {"0": F32_4}))
+
+
 # ---------------------------------------------------------------------------------------------
 # indexes (each case is a model folder)
 
@@ -595,6 +930,92 @@ index_case(
     "duplicate-keys",
     {INDEX: '{"weight_map":{"w":"' + SHARD + '","w":"' + SHARD + '"}}', SHARD: VALID_ST},
 )
+
+
+# JSON nested past 64 levels (later code deep-copies and dumps configs) and file names longer
+# than the file system allows (pathlib raised OSError from exists())
+
+
+def nested_json(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def config_json(levels: int, **fields: object) -> str:
+    """A JSON object (level 1) whose ``x`` holds arrays nested ``levels`` deep below it."""
+    return json.dumps(fields)[:-1] + ', "x": ' + nested_json(levels) + "}"
+
+
+index_case(
+    "nested-65-levels",
+    {
+        INDEX: '{"metadata": {"x": ' + nested_json(63) + '}, "weight_map": {"w": "' + SHARD + '"}}',
+        SHARD: VALID_ST,
+    },
+)
+index_case(
+    "shard-name-longer-than-name-max", {INDEX: index_json({"w": "a" * 300 + ".safetensors"})}
+)
+index_case(
+    "shard-path-longer-than-path-max",
+    {INDEX: index_json({"w": ("b" * 200 + "/") * 30 + "x.safetensors"})},
+)
+index_case(
+    "config-nested-65-levels",
+    {"model.safetensors": VALID_ST, "config.json": config_json(64, model_type="llama")},
+    group="configs",
+)
+index_case(
+    "adapter-config-nested-65-levels",
+    {
+        "adapter_model.safetensors": VALID_ST,
+        "adapter_config.json": config_json(64, peft_type="LORA"),
+    },
+    group="configs",
+)
+index_case(
+    "config-nested-64-levels",
+    {
+        "model.safetensors": VALID_ST,
+        "config.json": config_json(63, model_type="llama", tie_word_embeddings=False),
+    },
+    group="valid",
+)
+st_case(
+    "metadata-nested-65-levels",
+    lambda: st_bytes(
+        '{"__metadata__": {"x": '
+        + nested_json(63)
+        + '}, "w": '
+        + json.dumps(entry("F32", [4], 0, 16))
+        + "}",
+        F32_4,
+    ),
+)
+
+
+def sparse_json_case(name: str, json_name: str, size: int, files: dict[str, bytes]) -> None:
+    """A folder whose ``json_name`` is ``size`` bytes (a sparse file: zeros, no disk used)."""
+
+    def build(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for rel, data in files.items():
+            write(folder / rel, data)
+        with (folder / json_name).open("wb") as f:
+            f.truncate(size)
+
+    RUNTIME[name] = build
+
+
+sparse_json_case(
+    "configs/config-json-500mb", "config.json", 500 << 20, {"model.safetensors": VALID_ST}
+)
+sparse_json_case(
+    "configs/adapter-config-json-100mb",
+    "adapter_config.json",
+    100 << 20,
+    {"adapter_model.safetensors": VALID_ST},
+)
+sparse_json_case("indexes/index-200mb", INDEX, 200 << 20, {SHARD: VALID_ST})
 
 
 def symlink_case(name: str, target: str) -> None:
@@ -748,17 +1169,22 @@ CASES["valid/memo-index-2-pow-31.bin"] = lambda p: write(
     p,
     zip_state(b"\x80\x02}r" + struct.pack("<I", 2**31 - 1) + ONE_FLOAT + b"s.", {"0": bytes(4)}),
 )
-# 20,000 nested lists beside one tensor (a weight file without tensors would be TC008)
-CASES["valid/deeply-nested-pickle.bin"] = lambda p: write(
-    p,
-    zip_state(
-        b"\x80\x02}" + p_str("x") + b"(" * 20_000 + b"l" * 20_000 + b"s" + ONE_FLOAT + b"s.",
-        {"0": bytes(4)},
-    ),
-)
 CASES["valid/tiny-zip.bin"] = lambda p: write(p, VALID_ZIP)
 CASES["valid/tiny-legacy.bin"] = lambda p: write(p, VALID_LEGACY)
 index_case("sharded", {INDEX: index_json({"w": SHARD}), SHARD: VALID_ST}, group="valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# files that hold no tensors at all: weights that are not there (TC008)
+# torch.save(OrderedDict()): an empty state dict
+CASES["pickles/no-tensors-empty-state-dict.bin"] = lambda p: write(
+    p, zip_state(b"\x80\x02" + EMPTY_ORDERED_DICT + b".")
+)
+# torch.save({"epoch": 3}): plain values
+CASES["pickles/no-tensors-plain-values.bin"] = lambda p: write(
+    p, zip_state(b"\x80\x02}" + p_str("epoch") + b"K\x03s.")
+)
+CASES["safetensors/no-tensors-empty-header.safetensors"] = lambda p: write(p, st_bytes(b"{}"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -154,13 +154,29 @@ def _total_size(checkpoint: Checkpoint) -> list[Finding]:
     return [
         finding(
             "TC007",
-            f"{index.name} metadata.total_size is {declared!r} but the shards hold {tensors_sum} "
-            f"bytes of tensor data (difference {tensors_sum - declared:+,.0f})",
+            f"{index.name} metadata.total_size is {_amount(declared)} but the shards hold "
+            f"{tensors_sum} bytes of tensor data "
+            f"(difference {_amount(tensors_sum - declared, '+')})",
             file=index.name,
             declared=declared,
             stored=tensors_sum,
         )
     ]
+
+
+def _amount(value: int | float, sign: str = "") -> str:
+    """A declared size for a message. An index may hold any JSON number, up to 4,300 digits:
+    a float cannot hold those (formatting one as a float overflows), and a message need not
+    spell them out, so large integers are shown as ``9.999e+400``."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        try:
+            digits = str(abs(value))
+        except ValueError:  # past Python's int-to-text limit
+            return f"an integer of {value.bit_length():,} bits"
+        return f"{'-' if value < 0 else sign}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+    if isinstance(value, int):
+        return format(value, f"{sign},")
+    return format(value, f"{sign},.0f") if sign else repr(value)
 
 
 NON_ALIAS_METADATA = frozenset({"format", "total_size", "total_parameters"})

@@ -233,6 +233,8 @@ def plan_source(source: str) -> Plan:
             return plan_file(path, source)
     except PermissionError as e:
         raise SourceError(f"{source}: permission denied") from e
+    except OSError as e:  # a name longer than the file system allows, a loop of links...
+        raise SourceError(f"{source}: {e.strerror or e}") from e
     if path.exists():
         raise SourceError(f"{source}: not a regular file or folder (a FIFO, socket or device)")
     if path.is_symlink():

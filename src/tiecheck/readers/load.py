@@ -23,7 +23,7 @@ from tiecheck.model import (
 )
 from tiecheck.readers.discover import Plan
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
-from tiecheck.readers.jsonfile import read_json_file
+from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
 from tiecheck.readers.paths import outside_folder
 from tiecheck.readers.pickle_format import read_pickle
 from tiecheck.readers.safetensors_format import SafetensorsHeader, read_header
@@ -108,7 +108,14 @@ class _Loader:
             self.invalid(name, e)
 
     def _exists(self, path: Path, name: str) -> bool:
-        return self.remote.size(name) is not None if self.remote is not None else path.exists()
+        """Whether the shard exists (an error other than "not found", such as a name longer
+        than the file system allows, is for ``read_weight_file`` to report)."""
+        if self.remote is not None:
+            return self.remote.size(name) is not None
+        try:
+            return path.exists()
+        except OSError:
+            return True
 
     def _read_safetensors(self, path: Path, name: str, size: int) -> None:
         # Our validator enforces every rule of the Rust loader with precise messages and
@@ -217,7 +224,7 @@ class _Loader:
                 self.config_unreadable = True
                 return None
         try:
-            data, _ = read_json_file(path)
+            data, _ = read_json_file(path, max_bytes=MAX_CONFIG_BYTES)
         except FormatError as e:
             self.findings.append(finding("TC001", f"{name}: {e}", file=name))
             self.config_unreadable = True
@@ -243,15 +250,34 @@ def _adapter_info(path: Path, data: dict) -> AdapterInfo:
     )
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where the name cannot be looked up (too long for the file
+    system: Python 3.11's pathlib raises OSError there); reading it then says why."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
     """Find the base model's config: ``--base``, a local folder, or the Hugging Face cache."""
     if base is not None:
-        return base / "config.json" if base.is_dir() else base
+        return base / "config.json" if _is_dir(base) else base
     if not adapter.base_model:
         return None
-    local = Path(adapter.base_model).expanduser()
-    if (local / "config.json").is_file():
-        return local / "config.json"
+    try:  # the name comes from the adapter's file: "~nosuchuser", a NUL, 5,000 characters
+        local = Path(adapter.base_model).expanduser()
+        if (local / "config.json").is_file():
+            return local / "config.json"
+    except (OSError, RuntimeError, ValueError):
+        return None
     if local.is_absolute() or adapter.base_model.count("/") != 1:
         return None
     try:  # a cached download of the base repo; never touches the network
@@ -287,14 +313,14 @@ def load(
         if adapter_cfg is not None:
             adapter = _adapter_info(plan.adapter_config, adapter_cfg.data)
             config_path = _base_config_path(adapter, base)
-            if config_path is None or not config_path.is_file():
+            if config_path is None or not _is_file(config_path):
                 loader.notes.append(
                     "base model config not found (pass --base PATH, or download "
                     f"{adapter.base_model or 'the base model'} into the Hugging Face cache)"
                 )
                 config_path = None
     elif base is not None:
-        config_path = base / "config.json" if base.is_dir() else base
+        config_path = base / "config.json" if _is_dir(base) else base
     in_folder = config_path is not None and config_path == plan.config
     config = loader.read_config(config_path, folder=plan.root if in_folder else None)
     checkpoint = Checkpoint(

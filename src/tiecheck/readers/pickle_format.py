@@ -20,8 +20,10 @@ import math
 import os
 import pickle
 import struct
+import sys
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -44,6 +46,41 @@ MAX_EXPANDED_BYTES = 1 << 30
 """Budget, per file, for the values of views that overlap themselves (stride 0: an ``expand``).
 Their values are read one by one, so a 4-byte storage viewed as (2**20, 2**20) would cost
 4 TiB of reading for a 1 KB file. Real checkpoints hold such views rarely, and small."""
+
+MAX_NESTING = 1000
+"""Deepest nesting of containers a pickle may build. State dicts nest a few levels (a training
+checkpoint with optimizer state and hyperparameters, under 20). Hashing a tuple recurses in C
+without a depth check, so a tuple nested ~150,000 deep used as a dict key or set element
+overflows the C stack (measured: SIGSEGV at 150,000 levels on an 8 MiB stack, fine at 120,000);
+Python code that recurses (``repr``, ``==``, ``copy.deepcopy``) stops at its recursion limit,
+1,000 by default. 1,000 is far above any checkpoint and far below the crash."""
+
+TORCH_INDEX_LIMIT = 1 << 63
+"""torch keeps sizes, strides, storage offsets and element counts in int64 (and addresses bytes
+in int64 too): a value past it is no tensor torch can hold, only a way to make numbers that
+overflow numpy (a view's byte strides) or Python's int-to-text limit (4,300 digits) in a
+message."""
+
+MAX_WALK_DEPTH = 16
+"""How deep inside the unpickled object tensors are looked for (``{"models": [{"enc": ...}]}``);
+deeper values are not state dicts anyone loads."""
+
+
+def pickle_budget(pickle_bytes: int) -> int:
+    """What one pickle of ``pickle_bytes`` may make its reader do beyond its opcodes: 16 x its
+    size + 1 MiB, counted three ways, each against this bound: bytes of values built by the
+    allowed constructors (``set``, ``frozenset``, ``OrderedDict``, ``torch.Size``,
+    ``bytearray``, ``_codecs.encode``, the tensor rebuild functions), tuple elements hashed
+    (a dict key, a set member), and container entries (and characters of names) visited while
+    looking for tensors.
+
+    Why: each opcode builds at most one small object, except these; through the memo one
+    object can be passed to them any number of times (``bytearray`` of a memoised 1 MB string
+    a thousand times is 1 GB), and a tuple made of one inner tuple twice, 60 levels deep, is
+    60 opcodes whose hash visits 2**60 elements. Real pickles stay far below: every copy they
+    make is of something they also contain, about once."""
+    return 16 * pickle_bytes + (1 << 20)
+
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 ZIP_MAGIC = b"PK\x03\x04"
@@ -104,6 +141,36 @@ CONTAINER_KEYS = (
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.")
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """A short description of a pickled value for a message.
+
+    Never the plain ``repr`` of what a file holds: it recurses into nesting, prints megabytes
+    for a long string, and refuses integers past 4,300 digits (ValueError).
+    """
+    if value is None or isinstance(value, (bool, float)):
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() <= 128:
+            return repr(value)
+        return f"an integer of {value.bit_length():,} bits"
+    if isinstance(value, (str, bytes, bytearray)):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{repr(value[:limit])[:-1]}... ({len(value):,} long)"
+    if isinstance(value, (tuple, list)) and len(value) <= 8:
+        scalars = (type(None), bool, int, float, str, bytes)
+        if all(isinstance(v, scalars) for v in value):
+            inner = ", ".join(_shown(v, 20) for v in value)
+            return (
+                f"({inner}{',' if len(value) == 1 else ''})"
+                if isinstance(value, tuple)
+                else f"[{inner}]"
+            )
+    if isinstance(value, (tuple, list, dict, set, frozenset)):
+        return f"a {type(value).__name__} of {len(value):,} items"
+    return f"a {type(value).__name__.lstrip('_')}"
+
+
 def _refuse_state(self: object, _state: object) -> None:
     """``__setstate__`` of every stand-in: the pickle BUILD opcode may not change them.
 
@@ -138,10 +205,20 @@ class _Storage:
     key: str
     dtype: str | None
     nbytes: int
+    """the size its record claims (validated against the bytes really stored)."""
     untyped: bool = False
     """pickled as ``UntypedStorage``: its size (and a legacy file's count) is in bytes."""
 
     __setstate__ = _refuse_state
+
+
+@dataclass(frozen=True)
+class _View:
+    """A legacy storage view: ``nbytes`` bytes of storage ``root`` from byte ``offset``."""
+
+    root: str
+    offset: int
+    nbytes: int
 
 
 @dataclass
@@ -155,52 +232,87 @@ class PickledTensor:
     __setstate__ = _refuse_state
 
 
+def _index(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FormatError(f"{what} {_shown(value)} is not a non-negative integer")
+    if value >= TORCH_INDEX_LIMIT:
+        raise FormatError(f"{what} {_shown(value)} is not below 2**63, torch's limit")
+    return value
+
+
 def _ints(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
-        raise FormatError(f"tensor {what} {value!r} is not a tuple of non-negative integers")
+        raise FormatError(f"tensor {what} {_shown(value)} is not a tuple of non-negative integers")
     return tuple(value)
+
+
+def check_view(
+    name: str,
+    itemsize: int,
+    offset: int,
+    shape: tuple[int, ...],
+    stride: tuple[int, ...],
+    storage_nbytes: int,
+) -> None:
+    """Raise FormatError unless the strided view (in elements of ``itemsize`` bytes) lies
+    inside a storage of ``storage_nbytes`` bytes, with every number within torch's limits.
+
+    Whatever reads the elements (numpy's ``as_strided`` over a map of the storage) trusts the
+    geometry: one element past the map is a read of unmapped memory, a SIGSEGV, not an
+    exception; a byte stride past 2**63 overflows numpy. Every pickled tensor is checked here
+    against the size of its storage before any byte is read; readers of tensor data may call
+    it again as a guard.
+    """
+    shown = _shown(name, 200)
+    if offset >= TORCH_INDEX_LIMIT or any(v >= TORCH_INDEX_LIMIT for v in (*shape, *stride)):
+        raise FormatError(
+            f"tensor {shown}: its offset, shape or stride holds a number not below 2**63, "
+            "torch's limit"
+        )
+    numel = 1
+    for size in shape:
+        numel *= size
+        if numel >= TORCH_INDEX_LIMIT:
+            raise FormatError(
+                f"tensor {shown}: its shape holds 2**63 elements or more, past torch's limit"
+            )
+    if any(step * itemsize >= TORCH_INDEX_LIMIT for step in stride) or (
+        offset * itemsize >= TORCH_INDEX_LIMIT
+    ):
+        raise FormatError(
+            f"tensor {shown}: its offset or strides address bytes past 2**63, torch's limit"
+        )
+    end = offset + element_extent(shape, stride)
+    if end * itemsize > storage_nbytes:
+        raise FormatError(
+            f"tensor {shown} reaches element {end} of a storage of {storage_nbytes} bytes"
+        )
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None) -> PickledTensor:
     if not isinstance(storage, _Storage):
         raise FormatError("tensor rebuilt from something that is not a storage record")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise FormatError(f"tensor storage offset {offset!r} is not a non-negative integer")
+        raise FormatError(f"tensor storage offset {_shown(offset)} is not a non-negative integer")
     shape, strides = _ints(size, "shape"), _ints(stride, "stride")
     if len(shape) != len(strides):
-        raise FormatError(f"tensor shape {shape} and stride {strides} differ in length")
+        raise FormatError(
+            f"tensor shape and stride differ in length ({len(shape)} and {len(strides)})"
+        )
     dtype = dtype or storage.dtype
     if dtype is None:
         raise FormatError("tensor on an untyped storage without a dtype")
     if storage.dtype is None:
         storage.dtype = dtype
+    elif storage.dtype != dtype:
+        # torch.save refuses to write two dtypes over one storage; reading such a file would
+        # view bytes as elements of a size the storage is not a whole number of
+        raise FormatError(
+            f"a {dtype} tensor on storage {_shown(storage.key)}, which holds {storage.dtype}"
+        )
     return PickledTensor(storage, offset, shape, strides, dtype)
-
-
-def _rebuild_tensor_v2(storage, offset, size, stride, *_rest):  # type: ignore[no-untyped-def]
-    return _tensor(storage, offset, size, stride, None)
-
-
-def _rebuild_tensor_v3(storage, offset, size, stride, _grad, _hooks, dtype, *_rest):  # type: ignore[no-untyped-def]
-    if not isinstance(dtype, _DType):
-        raise FormatError(f"tensor dtype {dtype!r} is not a torch dtype")
-    return _tensor(storage, offset, size, stride, dtype.code)
-
-
-def _rebuild_tensor(storage, offset, size, stride):  # type: ignore[no-untyped-def]
-    return _tensor(storage, offset, size, stride, None)
-
-
-def _rebuild_parameter(data, *_rest):  # type: ignore[no-untyped-def]
-    return data
-
-
-def _rebuild_from_type_v2(func, _new_type, args, _state):  # type: ignore[no-untyped-def]
-    if func not in (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_tensor, _rebuild_parameter):
-        raise FormatError("subclassed tensor with an unknown rebuild function")
-    return func(*args)
 
 
 class _Marker:
@@ -216,49 +328,77 @@ def _device(*_args):  # type: ignore[no-untyped-def]
     return "device"
 
 
-def _codecs_encode(text, encoding="utf-8"):  # type: ignore[no-untyped-def]
-    # Protocol-2 pickles spell ``bytes`` as _codecs.encode(str, "latin1").
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
-        raise FormatError("unexpected arguments to _codecs.encode")
-    return codecs.encode(text, encoding)
+_BOUND = object()
+"""Marks an allow-list entry each unpickler binds to itself (it counts what the call builds)."""
 
-
-def _bytearray(*args):  # type: ignore[no-untyped-def]
-    # bytearray pickles as bytearray(bytes) or, in protocol 2, bytearray(str, "latin-1"); an
-    # integer argument would allocate that many zero bytes for a few bytes of pickle.
-    if args and not isinstance(args[0], (bytes, str)):
-        raise FormatError("bytearray rebuilt from something other than its bytes")
-    try:
-        return bytearray(*args)
-    except (TypeError, LookupError) as e:
-        raise FormatError(f"unexpected arguments to bytearray: {e}") from e
-
+_CALLS: dict[tuple[str, str], str] = {
+    ("collections", "OrderedDict"): "call_ordered_dict",
+    ("builtins", "set"): "call_set",
+    ("builtins", "frozenset"): "call_frozenset",
+    ("builtins", "bytearray"): "call_bytearray",
+    # protocol 2 (torch.save's) spells builtins the Python 2 way
+    ("__builtin__", "set"): "call_set",
+    ("__builtin__", "frozenset"): "call_frozenset",
+    ("__builtin__", "bytearray"): "call_bytearray",
+    ("_codecs", "encode"): "call_codecs_encode",
+    ("torch", "Size"): "call_size",
+    ("torch._utils", "_rebuild_tensor_v2"): "rebuild_tensor_v2",
+    ("torch._utils", "_rebuild_tensor_v3"): "rebuild_tensor_v3",
+    ("torch._utils", "_rebuild_tensor"): "rebuild_tensor",
+    ("torch._utils", "_rebuild_parameter"): "rebuild_parameter",
+    ("torch._utils", "_rebuild_parameter_with_state"): "rebuild_parameter",
+    ("torch._tensor", "_rebuild_from_type_v2"): "rebuild_from_type_v2",
+}
+"""Allowed callables, by the name of the unpickler method that stands in for each."""
 
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): _bytearray,
-    ("_codecs", "encode"): _codecs_encode,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    **dict.fromkeys(_CALLS, _BOUND),
     ("torch.nn.parameter", "Parameter"): _Marker("Parameter"),
     ("torch", "Tensor"): _Marker("Tensor"),
-    ("torch", "Size"): tuple,
     ("torch", "device"): _device,
     ("torch.storage", "UntypedStorage"): _StorageType(None),
     ("torch", "UntypedStorage"): _StorageType(None),
 }
 _ALLOWED.update({("torch", k): _StorageType(v) for k, v in _STORAGE_DTYPES.items()})
 _ALLOWED.update({("torch", k): _DType(v) for k, v in _TORCH_DTYPES.items()})
-for _callable in _ALLOWED.values():
-    if callable(_callable) and not isinstance(_callable, type):
-        # plain functions take BUILD into their __dict__ too; the refusal must be found there
-        _callable.__setstate__ = _refuse_state.__get__(_callable)  # type: ignore[attr-defined]
+
+_CONTAINERS = (tuple, list, dict, set, frozenset)
+_SEQUENCES = (list, tuple, set, frozenset, dict)
+
+
+class _Budget:
+    """A count that may not pass ``pickle_budget`` of the pickle's size."""
+
+    def __init__(self, pickle_bytes: int, what: str) -> None:
+        self.limit = pickle_budget(pickle_bytes)
+        self.left = self.limit
+        self.pickle_bytes = pickle_bytes
+        self.what = what
+        """what is counted: "build more than {:,} bytes of values" (``{}`` is the limit)."""
+
+    def spend(self, amount: int) -> None:
+        self.left -= amount
+        if self.left < 0:
+            raise FormatError(
+                f"a {self.pickle_bytes:,}-byte pickle would make its reader "
+                f"{self.what.format(self.limit)} (the limit is 16 x its size + 1 MiB; one value "
+                "reused through the memo again and again?); no checkpoint comes near that"
+            )
+
+
+def _hooked(opcode: bytes, before: str | None = None, after: str | None = None) -> Any:
+    """A dispatch entry running the unpickler's method ``before`` (with the items the opcode
+    is about to use) and ``after`` (with its result) around pickle's own handler."""
+    original = pickle._Unpickler.dispatch[opcode[0]]  # type: ignore[attr-defined]
+
+    def load(self: _RestrictedUnpickler) -> None:
+        if before is not None:
+            getattr(self, before)()
+        original(self)
+        if after is not None:
+            getattr(self, after)()
+
+    return load
 
 
 class _RestrictedUnpickler(pickle._Unpickler):
@@ -266,14 +406,130 @@ class _RestrictedUnpickler(pickle._Unpickler):
     LONG_BINPUT opcode names (5 bytes of pickle made it allocate and zero 18 GB) and allocates
     the size a BINBYTES8 claims before reading. This one keeps its memo in a dict and reads
     through ``_BoundedReader``; it is as fast here, since every global and persistent id
-    already calls back into Python."""
+    already calls back into Python.
 
-    def __init__(self, stream: BinaryIO, *, legacy: bool) -> None:
+    It also measures what it builds: the nesting depth of every container (refused past
+    ``MAX_NESTING``), the elements each tuple's hash visits, and the values the allowed
+    constructors create (each within ``pickle_budget`` of the pickle's size)."""
+
+    def __init__(self, stream: BinaryIO, *, legacy: bool, size: int) -> None:
         super().__init__(stream)
         self.legacy = legacy
+        self.size = size
         self.storages: dict[str, _Storage] = {}
-        self.views: dict[str, tuple[str, int]] = {}
-        """legacy view storages: view key -> (root key, byte offset)."""
+        self.views: dict[str, _View] = {}
+        """legacy view storages, by their own key."""
+        self._view_storages: dict[str, _Storage] = {}
+        self.memory = _Budget(size, "build more than {:,} bytes of values")
+        self.hashing = _Budget(size, "hash more than {:,} nested tuple elements")
+        self._depth: dict[int, int] = {}
+        """id -> nesting depth, for containers that hold containers (others are 1 deep)."""
+        self._weight: dict[int, int] = {}
+        """id -> elements hashing it visits, for tuples that hold tuples."""
+        self._kept: list[object] = []
+        """what the two maps describe, kept alive so their ids are never reused."""
+
+    # -- nesting and hashing, measured as values are built
+
+    def _depth_of(self, value: object) -> int:
+        depth = self._depth.get(id(value))
+        if depth is not None:
+            return depth
+        return 1 if isinstance(value, _CONTAINERS) else 0
+
+    def _weight_of(self, value: object) -> int:
+        if not isinstance(value, tuple):
+            return 1
+        weight = self._weight.get(id(value))
+        return 1 + len(value) if weight is None else weight
+
+    def _record(self, container: object, children: Iterable[object]) -> None:
+        """Note a container's depth from its children (an existing container's only grows)."""
+        depth = self._depth.get(id(container), 1)
+        weight = 1
+        is_tuple = isinstance(container, tuple)
+        for child in children:
+            child_depth = self._depth_of(child) + 1
+            if child_depth > depth:
+                depth = child_depth
+            if is_tuple:
+                weight += self._weight_of(child)
+        if depth > MAX_NESTING:
+            raise FormatError(
+                f"pickle is nested too deeply: more than {MAX_NESTING} levels of containers"
+            )
+        if depth > 1:
+            if id(container) not in self._depth:
+                self._kept.append(container)
+            self._depth[id(container)] = depth
+            if is_tuple:
+                self._weight[id(container)] = min(weight, self.hashing.limit + 1)
+
+    def _hashes(self, keys: Iterable[object]) -> None:
+        """Charge the hashing (and, on equal hashes, comparing) of ``keys``, before it runs."""
+        self.hashing.spend(sum(2 * self._weight_of(k) for k in keys))
+
+    def _marked(self) -> list[Any]:
+        return self.stack  # the items since the last MARK (pickle keeps them as the stack)
+
+    def _record_top(self) -> None:
+        top = self.stack[-1]
+        if isinstance(top, dict):
+            self._record(top, itertools.chain(top.keys(), top.values()))
+        else:
+            self._record(top, top)
+
+    def _before_dict(self) -> None:
+        self._hashes(self._marked()[0::2])
+
+    def _before_frozenset(self) -> None:
+        self._hashes(self._marked())
+
+    def _before_setitem(self) -> None:
+        self._hashes(self.stack[-2:-1])
+        self._pending = (self.stack[-3], self.stack[-2:])
+
+    def _before_setitems(self) -> None:
+        items = self._marked()
+        self._hashes(items[0::2])
+        self._pending = (self.metastack[-1][-1], items)
+
+    def _before_additems(self) -> None:
+        items = self._marked()
+        self._hashes(items)
+        self._pending = (self.metastack[-1][-1], items)
+
+    def _before_append(self) -> None:
+        self._pending = (self.stack[-2], self.stack[-1:])
+
+    def _before_appends(self) -> None:
+        self._pending = (self.metastack[-1][-1], self._marked())
+
+    def _after_growing(self) -> None:
+        container, items = self._pending
+        self._pending = (None, [])
+        if isinstance(container, (list, dict, set)):
+            self._record(container, items)
+
+    def _load_build(self) -> None:
+        # torch's state dicts are OrderedDicts carrying ``_metadata`` this way; every other
+        # allowed value refuses (stand-ins through __setstate__) or has no state to set
+        inst, state = self.stack[-2], self.stack[-1]
+        if isinstance(inst, OrderedDict) and not hasattr(inst, "__setstate__"):
+            if isinstance(state, tuple) and len(state) == 2:
+                keys = [k for part in state if isinstance(part, dict) for k in part]
+            else:
+                keys = list(state) if isinstance(state, dict) else []
+            self._hashes(keys)
+            pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+            self._record(inst, [state])
+            return
+        setstate = getattr(inst, "__setstate__", None)
+        if getattr(setstate, "__func__", None) is _refuse_state:
+            setstate(state)  # a stand-in: refuses, naming itself
+        raise FormatError(
+            f"pickle tries to set the state of {_shown(inst)}, which no torch checkpoint does"
+        )
 
     def _load_bytearray8(self) -> None:
         # pickle's own BYTEARRAY8 allocates (and zeroes) the size it reads before reading the
@@ -289,26 +545,136 @@ class _RestrictedUnpickler(pickle._Unpickler):
     dispatch: ClassVar[dict[int, Any]] = {
         **pickle._Unpickler.dispatch,  # type: ignore[attr-defined]
         pickle.BYTEARRAY8[0]: _load_bytearray8,
+        pickle.BUILD[0]: _load_build,
+        **{
+            op[0]: _hooked(op, after="_record_top")
+            for op in (pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.LIST)
+        },
+        pickle.DICT[0]: _hooked(pickle.DICT, "_before_dict", "_record_top"),
+        pickle.FROZENSET[0]: _hooked(pickle.FROZENSET, "_before_frozenset", "_record_top"),
+        pickle.SETITEM[0]: _hooked(pickle.SETITEM, "_before_setitem", "_after_growing"),
+        pickle.SETITEMS[0]: _hooked(pickle.SETITEMS, "_before_setitems", "_after_growing"),
+        pickle.ADDITEMS[0]: _hooked(pickle.ADDITEMS, "_before_additems", "_after_growing"),
+        pickle.APPEND[0]: _hooked(pickle.APPEND, "_before_append", "_after_growing"),
+        pickle.APPENDS[0]: _hooked(pickle.APPENDS, "_before_appends", "_after_growing"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            found = _ALLOWED[(module, name)]
         except KeyError:
             raise UnsafePickleError(f"{module}.{name}") from None
+        return getattr(self, _CALLS[(module, name)]) if found is _BOUND else found
+
+    # -- the allowed callables: each checks its arguments and counts what it builds
+
+    def _built(self, value: Any, children: Iterable[object] = ()) -> Any:
+        self.memory.spend(
+            len(value) if isinstance(value, (bytes, bytearray)) else sys.getsizeof(value)
+        )
+        if isinstance(value, _CONTAINERS):
+            self._record(value, children)
+        return value
+
+    def _items(self, args: tuple[Any, ...], name: str) -> Any:
+        if len(args) > 1 or (args and not isinstance(args[0], _SEQUENCES)):
+            raise FormatError(f"unexpected arguments to {name}")
+        return args[0] if args else ()
+
+    def call_set(self, *args: Any) -> set[Any]:
+        items = self._items(args, "set")
+        self._hashes(items)
+        value = set(items)
+        return self._built(value, value)
+
+    def call_frozenset(self, *args: Any) -> frozenset[Any]:
+        items = self._items(args, "frozenset")
+        self._hashes(items)
+        value = frozenset(items)
+        return self._built(value, value)
+
+    def call_size(self, *args: Any) -> tuple[Any, ...]:
+        value = tuple(self._items(args, "torch.Size"))
+        return self._built(value, value)
+
+    def call_ordered_dict(self, *args: Any) -> OrderedDict[Any, Any]:
+        items = self._items(args, "OrderedDict")
+        if not isinstance(items, dict):
+            if not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in items):
+                raise FormatError("OrderedDict rebuilt from something other than key-value pairs")
+            self._hashes(p[0] for p in items)
+        value: OrderedDict[Any, Any] = OrderedDict(items)
+        return self._built(value, itertools.chain(value.keys(), value.values()))
+
+    def call_codecs_encode(self, text: Any = None, encoding: Any = "utf-8") -> bytes:
+        # Protocol-2 pickles spell ``bytes`` as _codecs.encode(str, "latin1").
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
+            raise FormatError("unexpected arguments to _codecs.encode")
+        return self._built(codecs.encode(text, encoding))
+
+    def call_bytearray(self, *args: Any) -> bytearray:
+        # bytearray pickles as bytearray(bytes) or, in protocol 2, bytearray(str, "latin-1"); an
+        # integer argument would allocate that many zero bytes for a few bytes of pickle.
+        if args and not isinstance(args[0], (bytes, str)):
+            raise FormatError("bytearray rebuilt from something other than its bytes")
+        try:
+            value = bytearray(*args)
+        except (TypeError, LookupError) as e:
+            raise FormatError(f"unexpected arguments to bytearray: {e}") from e
+        return self._built(value)
+
+    def _rebuilt(
+        self, storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None
+    ) -> PickledTensor:
+        for value in (size, stride):  # copied into the record: a memoised shape reused
+            if isinstance(value, (tuple, list)):
+                self.memory.spend(8 * len(value))
+        return _tensor(storage, offset, size, stride, dtype)
+
+    def rebuild_tensor_v2(self, storage, offset, size, stride, *_rest):  # type: ignore[no-untyped-def]
+        return self._rebuilt(storage, offset, size, stride, None)
+
+    def rebuild_tensor_v3(self, storage, offset, size, stride, _grad, _hooks, dtype, *_rest):  # type: ignore[no-untyped-def]
+        if not isinstance(dtype, _DType):
+            raise FormatError(f"tensor dtype {_shown(dtype)} is not a torch dtype")
+        return self._rebuilt(storage, offset, size, stride, dtype.code)
+
+    def rebuild_tensor(self, storage, offset, size, stride):  # type: ignore[no-untyped-def]
+        return self._rebuilt(storage, offset, size, stride, None)
+
+    def rebuild_parameter(self, data, *_rest):  # type: ignore[no-untyped-def]
+        return data
+
+    def rebuild_from_type_v2(self, func, _new_type, args, _state):  # type: ignore[no-untyped-def]
+        rebuilders = (
+            self.rebuild_tensor_v2,
+            self.rebuild_tensor_v3,
+            self.rebuild_tensor,
+            self.rebuild_parameter,
+        )
+        if func not in rebuilders:
+            raise FormatError("subclassed tensor with an unknown rebuild function")
+        if not isinstance(args, tuple):
+            raise FormatError("subclassed tensor with malformed arguments")
+        return func(*args)
+
+    # -- storages
 
     def persistent_load(self, pid: Any) -> Any:
         if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
             kind = pid[0] if isinstance(pid, tuple) and pid else type(pid).__name__
-            raise FormatError(f"unsupported persistent record {kind!r} (only storages allowed)")
+            raise FormatError(
+                f"unsupported persistent record {_shown(kind)} (only storages allowed)"
+            )
         fields = 6 if self.legacy else 5
         if len(pid) != fields:
             raise FormatError(f"storage record has {len(pid)} fields, expected {fields}")
         storage_type, key, _location, numel = pid[1], pid[2], pid[3], pid[4]
         if not isinstance(storage_type, _StorageType):
-            raise FormatError(f"storage type {storage_type!r} is not a torch storage class")
+            raise FormatError(f"storage type {_shown(storage_type)} is not a torch storage class")
         if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise FormatError("storage record has a malformed key or size")
+        numel = _index(numel, f"storage {_shown(key)} size")
         dtype = storage_type.dtype
         nbytes = numel * DTYPE_BITS[dtype] // 8 if dtype else numel
         storage = self.storages.get(key)
@@ -319,15 +685,28 @@ class _RestrictedUnpickler(pickle._Unpickler):
         return storage
 
     def _legacy_view(self, root: _Storage, view: Any) -> _Storage:
-        # Pre-1.0 files could pickle a storage *view*: (view_key, element offset, size).
+        # Pre-1.0 files could pickle a storage *view*: (view_key, element offset, size), the
+        # elements [offset, offset + size) of the root storage, which must hold them.
         if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)):
             raise FormatError("malformed legacy storage view")
-        key, offset, size = view
-        if not isinstance(offset, int) or not isinstance(size, int) or root.dtype is None:
-            raise FormatError("malformed legacy storage view")
+        key = view[0]
+        offset = _index(view[1], f"storage view {_shown(key)} offset")
+        size = _index(view[2], f"storage view {_shown(key)} size")
+        if root.dtype is None:
+            raise FormatError(f"storage view {_shown(key)} of an untyped storage")
         itemsize = DTYPE_BITS[root.dtype] // 8
-        self.views[key] = (root.key, offset * itemsize)
-        return _Storage(key, root.dtype, size * itemsize)
+        if (offset + size) * itemsize > root.nbytes:
+            raise FormatError(
+                f"storage view {_shown(key)} (elements {offset} to {offset + size}) reaches "
+                f"past its storage {_shown(root.key)} of {root.nbytes // itemsize} elements"
+            )
+        found = _View(root.key, offset * itemsize, size * itemsize)
+        known = self.views.setdefault(key, found)
+        if known != found:
+            raise FormatError(f"storage view {_shown(key)} is defined twice, differently")
+        if key not in self._view_storages:
+            self._view_storages[key] = _Storage(key, root.dtype, found.nbytes)
+        return self._view_storages[key]
 
 
 class _BoundedReader:
@@ -361,7 +740,7 @@ class _BoundedReader:
 
 
 def _unpickle(stream: BinaryIO, *, legacy: bool, limit: int) -> tuple[Any, _RestrictedUnpickler]:
-    unpickler = _RestrictedUnpickler(_BoundedReader(stream, limit), legacy=legacy)  # type: ignore[arg-type]
+    unpickler = _RestrictedUnpickler(_BoundedReader(stream, limit), legacy=legacy, size=limit)  # type: ignore[arg-type]
     try:
         return unpickler.load(), unpickler
     except FormatError:
@@ -371,7 +750,17 @@ def _unpickle(stream: BinaryIO, *, legacy: bool, limit: int) -> tuple[Any, _Rest
     except MemoryError as e:
         raise FormatError("pickle needs more memory than any state dict would") from e
     except Exception as e:  # malformed opcodes: UnpicklingError, EOFError, TypeError, ...
-        raise FormatError(f"malformed pickle: {type(e).__name__}: {e}") from e
+        raise FormatError(f"malformed pickle: {type(e).__name__}: {_message(e)}") from e
+
+
+def _message(error: BaseException) -> str:
+    """An exception's text, short: messages about hostile values may quote them at length (or
+    fail to, past Python's 4,300-digit limit for integers)."""
+    try:
+        text = str(error)
+    except Exception:  # the message itself could not be formed
+        return "(no message)"
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 @dataclass(frozen=True)
@@ -401,7 +790,7 @@ def _is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     return True
 
 
-def _find_state_dict(obj: Any) -> tuple[dict[str, PickledTensor], str | None]:
+def _find_state_dict(obj: Any, pickle_bytes: int) -> tuple[dict[str, PickledTensor], str | None]:
     """Locate the tensors in a checkpoint object; returns them with the container path used."""
     if isinstance(obj, dict):
         direct = {
@@ -419,67 +808,111 @@ def _find_state_dict(obj: Any) -> tuple[dict[str, PickledTensor], str | None]:
                 }
                 if found:
                     return found, key
-    flat: dict[str, PickledTensor] = {}
-    _flatten(obj, "", flat, depth=0)
+    flat = _flatten(obj, pickle_bytes)
     return flat, "(nested)" if flat else None
 
 
-def _flatten(obj: Any, prefix: str, out: dict[str, PickledTensor], depth: int) -> None:
-    if depth > 16:
-        return
-    items: Any
+def _key_text(key: object) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and not isinstance(key, bool) and key.bit_length() <= 64:
+        return str(key)  # list indices, optimizer state's parameter numbers
+    return _shown(key, 40)
+
+
+def _children(obj: object) -> Iterator[tuple[object, object]] | None:
     if isinstance(obj, dict):
-        items = obj.items()
-    elif isinstance(obj, (list, tuple)):
-        items = enumerate(obj)
-    else:
-        return
-    for key, value in items:
-        name = f"{prefix}{key}"
+        return iter(obj.items())
+    if isinstance(obj, (list, tuple)):
+        return enumerate(obj)
+    return None
+
+
+def _flatten(obj: Any, pickle_bytes: int) -> dict[str, PickledTensor]:
+    """Tensors anywhere in ``obj`` (to ``MAX_WALK_DEPTH``), named by their path of keys.
+
+    Iterative, and each container is entered once (by identity): through the memo a pickle
+    can hold one list twice in another, 50 levels deep, a few hundred bytes with 2**50 paths.
+    The entries visited and the characters of the names built are counted against
+    ``pickle_budget``, so the walk is linear in the file whatever its shape.
+    """
+    out: dict[str, PickledTensor] = {}
+    budget = _Budget(pickle_bytes, "walk more than {:,} container entries and name characters")
+    root = _children(obj)
+    if root is None:
+        return out
+    entered = {id(obj)}
+    stack: list[tuple[Iterator[tuple[object, object]], str]] = [(root, "")]
+    while stack:
+        items, prefix = stack[-1]
+        step = next(items, None)
+        if step is None:
+            stack.pop()
+            continue
+        key, value = step
+        name = prefix + _key_text(key)
+        budget.spend(1 + len(name))
         if isinstance(value, PickledTensor):
             out[name] = value
-        else:
-            _flatten(value, name + ".", out, depth + 1)
+        elif len(stack) < MAX_WALK_DEPTH + 1 and id(value) not in entered:
+            inner = _children(value)
+            if inner is not None:
+                entered.add(id(value))
+                stack.append((inner, name + "."))
+    return out
 
 
 def strip_wrapper_prefix(names: list[str]) -> str:
-    """The wrapper prefix (DDP ``module.``, torch.compile ``_orig_mod.``) every name carries."""
-    stripped = ""
-    while names:
+    """The wrapper prefix (DDP ``module.``, torch.compile ``_orig_mod.``) every name carries.
+
+    Taken from the names' common prefix, so the cost is linear in their length even for a
+    name that repeats ``module.`` a hundred thousand times.
+    """
+    if not names:
+        return ""
+    low, high = min(names), max(names)  # the common prefix of all is theirs
+    common = low[: next((i for i, (a, b) in enumerate(zip(low, high)) if a != b), len(low))]
+    stripped = 0
+    while True:
         for prefix in WRAPPER_PREFIXES:
-            if all(n.startswith(stripped + prefix) for n in names):
-                stripped += prefix
+            if common.startswith(prefix, stripped):
+                stripped += len(prefix)
                 break
         else:
-            break
-    return stripped
+            return common[:stripped]
 
 
 def _entries(
-    tensors: dict[str, PickledTensor], spans: dict[str, ByteSpan | None], container: str | None
+    tensors: dict[str, PickledTensor], starts: dict[str, int | None], container: str | None
 ) -> tuple[list[PickleEntry], str]:
+    """Check every tensor against its storage and locate its bytes.
+
+    ``starts`` gives where each storage's bytes begin in the file (None when compressed);
+    each storage's ``nbytes`` is already checked against what the file really holds, so a
+    view that fits its storage fits the file. The storage span handed on is cut to the
+    storage's size in whole elements of the tensor, so a reader viewing it as an array of
+    elements never meets a partial one.
+    """
     prefix = strip_wrapper_prefix(list(tensors))
     entries = []
     expanded = 0
     for stored_name, t in tensors.items():
         itemsize_bits = DTYPE_BITS[t.dtype]
-        storage_span = spans[t.storage.key]
-        end_element = t.offset + element_extent(t.shape, t.stride)
-        if end_element * itemsize_bits > t.storage.nbytes * 8:
-            raise FormatError(
-                f"tensor {stored_name!r} reaches element {end_element} of a storage of "
-                f"{t.storage.nbytes} bytes"
-            )
+        itemsize = itemsize_bits // 8
+        check_view(stored_name, itemsize, t.offset, t.shape, t.stride, t.storage.nbytes)
         logical = math.prod(t.shape) * itemsize_bits // 8
         if logical > t.storage.nbytes:  # only a view that overlaps itself (a stride of 0)
             expanded += logical
             if expanded > MAX_EXPANDED_BYTES:
                 raise FormatError(
-                    f"tensor {stored_name!r} (shape {list(t.shape)}, stride {list(t.stride)}) "
-                    f"repeats a {t.storage.nbytes}-byte storage into {logical:,} bytes of "
-                    "values; refusing to expand self-overlapping views past "
-                    f"{MAX_EXPANDED_BYTES:,} bytes per file"
+                    f"tensor {_shown(stored_name, 200)} (shape {list(t.shape)}, stride "
+                    f"{list(t.stride)}) repeats a {t.storage.nbytes}-byte storage into "
+                    f"{logical:,} bytes of values; refusing to expand self-overlapping views "
+                    f"past {MAX_EXPANDED_BYTES:,} bytes per file"
                 )
+        start = starts[t.storage.key]
+        whole = t.storage.nbytes // itemsize * itemsize
+        storage_span = None if start is None else ByteSpan(start, start + whole)
         ref = StorageRef(
             key=t.storage.key,
             dtype=t.storage.dtype or t.dtype,
@@ -489,10 +922,12 @@ def _entries(
             stride=t.stride,
         )
         span = None
-        addressable = storage_span is not None and itemsize_bits % 8 == 0
-        if addressable and _is_contiguous(t.shape, t.stride):
-            start = storage_span.start + t.offset * itemsize_bits // 8
-            span = ByteSpan(start, start + element_extent(t.shape, t.stride) * itemsize_bits // 8)
+        if storage_span is not None and itemsize_bits % 8 == 0:
+            first = storage_span.start + t.offset * itemsize
+            if logical == 0:  # nothing to read, whatever the strides say
+                span = ByteSpan(first, first)
+            elif _is_contiguous(t.shape, t.stride):
+                span = ByteSpan(first, first + element_extent(t.shape, t.stride) * itemsize)
         nested = container and container != "(nested)"
         shown = f"{container}.{stored_name}" if nested else stored_name
         entries.append(PickleEntry(shown, stored_name[len(prefix) :], t.dtype, t.shape, ref, span))
@@ -514,13 +949,15 @@ def read_pickle(path: Path) -> PickleCheckpoint:
         raise FormatError(f"cannot read: {e.strerror or e}") from e
     except MemoryError as e:  # never a state dict: those are small beside their tensors
         raise FormatError("needs more memory to read than any state dict would") from e
+    except RecursionError as e:  # nothing here recurses on what a file holds; a last guard
+        raise FormatError("pickle is nested too deeply") from e
     except _CORRUPT_ZIP as e:
         # a damaged archive (bit rot, a partial download) is an invalid file, not a crash
-        raise FormatError(f"corrupt zip archive: {type(e).__name__}: {e}") from e
+        raise FormatError(f"corrupt zip archive: {type(e).__name__}: {_message(e)}") from e
 
 
 # What zipfile raises on damaged archives besides BadZipFile: bad names, unknown versions or
-# compression methods, offsets past any integer a seek accepts.
+# compression methods, offsets past any integer a seek accepts, encrypted records.
 _CORRUPT_ZIP = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -529,6 +966,7 @@ _CORRUPT_ZIP = (
     ValueError,
     OverflowError,
     EOFError,
+    RuntimeError,
     struct.error,
 )
 
@@ -539,7 +977,7 @@ def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:
         archive = zipfile.ZipFile(f)
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as e:
-        raise FormatError(f"unreadable zip archive: {e}") from e
+        raise FormatError(f"unreadable zip archive: {_message(e)}") from e
     pickles = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
     if len(pickles) != 1:
         raise FormatError(
@@ -568,22 +1006,25 @@ def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:
         with archive.open(pickles[0]) as member:
             raw = member.read(limit + 1)  # zipfile inflates up to what is asked, not declared
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
-        raise FormatError(f"cannot read data.pkl: {e}") from e
+        raise FormatError(f"cannot read data.pkl: {_message(e)}") from e
     obj, unpickler = _unpickle(io.BytesIO(raw), legacy=False, limit=len(raw))
-    tensors, container = _find_state_dict(obj)
+    tensors, container = _find_state_dict(obj, len(raw))
     records = {i.filename: i for i in infos}
-    spans: dict[str, ByteSpan | None] = {}
+    starts: dict[str, int | None] = {}
     for key, storage in unpickler.storages.items():
         info = records.get(f"{root}data/{key}")
         if info is None:
-            raise FormatError(f"storage record 'data/{key}' is missing from the archive")
+            raise FormatError(
+                f"storage record 'data/{_shown(key)[1:-1]}' is missing from the archive"
+            )
         if info.file_size < storage.nbytes:
             raise FormatError(
-                f"storage record 'data/{key}' holds {info.file_size} bytes, "
+                f"storage record 'data/{_shown(key)[1:-1]}' holds {info.file_size} bytes, "
                 f"tensors need {storage.nbytes}"
             )
-        spans[key] = _record_span(info, f) if info.compress_type == zipfile.ZIP_STORED else None
-    entries, prefix = _entries(tensors, spans, container)
+        stored = info.compress_type == zipfile.ZIP_STORED
+        starts[key] = _record_span(info, f).start if stored else None
+    entries, prefix = _entries(tensors, starts, container)
     return PickleCheckpoint(FileFormat.PYTORCH_ZIP, entries, container, prefix)
 
 
@@ -609,9 +1050,14 @@ def _record_span(info: zipfile.ZipInfo, f: BinaryIO) -> ByteSpan:
 
 
 def _check_records(infos: list[zipfile.ZipInfo], f: BinaryIO, file_size: int) -> None:
-    """Every record must lie inside the file and apart from the others (no overlapping records)."""
+    """Every record must lie inside the file and apart from the others (no overlapping
+    records), and none may be encrypted (zipfile would raise asking for a password)."""
     spans = []
     for info in infos:
+        if info.flag_bits & 0x1:
+            raise FormatError(
+                f"zip record {info.filename!r} is encrypted, which torch never writes"
+            )
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
             raise FormatError(f"zip record {info.filename!r} has inconsistent sizes")
         span = _record_span(info, f)
@@ -644,22 +1090,29 @@ def _read_legacy(f: BinaryIO, file_size: int) -> PickleCheckpoint:
         raise FormatError("not a PyTorch checkpoint: neither a zip archive nor a legacy pickle")
     protocol, _ = load()
     if protocol != 1001:
-        raise FormatError(f"unsupported legacy protocol version {protocol!r}")
+        raise FormatError(f"unsupported legacy protocol version {_shown(protocol)}")
     sys_info, _ = load()
     if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
         raise FormatError("big-endian checkpoints are not supported")
+    main_start = f.tell()
     obj, unpickler = load()
+    pickle_bytes = f.tell() - main_start
     keys, _ = load()
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise FormatError("legacy storage key list is malformed")
-    spans: dict[str, ByteSpan | None] = {}
+    clash = next((k for k in unpickler.views if k in unpickler.storages), None)
+    if clash is not None:
+        raise FormatError(f"storage key {_shown(clash)} names both a storage and a view")
+    starts: dict[str, int | None] = {}
     position = f.tell()
     for key in keys:
+        if key in starts:
+            raise FormatError(f"storage {_shown(key)} is stored twice")
         storage = unpickler.storages.get(key)
         f.seek(position)
         count_raw = f.read(8)
         if len(count_raw) != 8:
-            raise FormatError(f"storage {key!r} is missing: the file is truncated")
+            raise FormatError(f"storage {_shown(key)} is missing: the file is truncated")
         (count,) = struct.unpack("<q", count_raw)
         itemsize = (
             DTYPE_BITS[storage.dtype] // 8
@@ -668,21 +1121,19 @@ def _read_legacy(f: BinaryIO, file_size: int) -> PickleCheckpoint:
         )
         nbytes = count * itemsize
         if count < 0 or position + 8 + nbytes > file_size:
-            raise FormatError(f"storage {key!r} runs past the end of the file: truncated")
+            raise FormatError(f"storage {_shown(key)} runs past the end of the file: truncated")
         if storage is not None and nbytes < storage.nbytes:
             raise FormatError(
-                f"storage {key!r} holds {nbytes} bytes, tensors need {storage.nbytes}"
+                f"storage {_shown(key)} holds {nbytes} bytes, tensors need {storage.nbytes}"
             )
-        spans[key] = ByteSpan(position + 8, position + 8 + nbytes)
+        starts[key] = position + 8
         position += 8 + nbytes
-    for view_key, (root_key, byte_offset) in unpickler.views.items():
-        root_span = spans.get(root_key)
-        spans[view_key] = (
-            ByteSpan(root_span.start + byte_offset, root_span.end) if root_span else None
-        )
-    missing = [k for k in unpickler.storages if k not in spans]
+    missing = [k for k in unpickler.storages if k not in starts]
     if missing:
-        raise FormatError(f"storage {missing[0]!r} is referenced but not stored")
-    tensors, container = _find_state_dict(obj)
-    entries, prefix = _entries(tensors, spans, container)
+        raise FormatError(f"storage {_shown(missing[0])} is referenced but not stored")
+    for view_key, view in unpickler.views.items():  # inside their roots (checked when read)
+        root_start = starts[view.root]
+        starts[view_key] = None if root_start is None else root_start + view.offset
+    tensors, container = _find_state_dict(obj, pickle_bytes)
+    entries, prefix = _entries(tensors, starts, container)
     return PickleCheckpoint(FileFormat.PYTORCH_LEGACY, entries, container, prefix)

@@ -475,10 +475,10 @@ def build_plan(
     """Plan the rewrite of ``report``'s checkpoint into the ``to`` form, or raise FixRefused."""
     if to not in (Verdict.TIED, Verdict.UNTIED):
         raise ValueError("to must be tied or untied")
+    builder = _Builder(report, to, keep)
+    builder.refuse_unfixable()  # first: a file whose data could not be compared is refused
     if report.duplicates is None:
         raise ValueError("fix needs a report with data compared (no_data=False)")
-    builder = _Builder(report, to, keep)
-    builder.refuse_unfixable()
     for group in report.tie_groups:
         if to is Verdict.TIED:
             builder.tie(group)
