@@ -219,7 +219,8 @@ def test_the_libraries_agree_with_the_corpus() -> None:
     for case, expected in EXPECTED.items():
         if not case.endswith(".safetensors") or expected.get("runtime"):
             continue
-        accepted = expected["exit"] == 0 or expected["codes"] == ["TC006"]
+        # the loader accepts a duplicate name (TC006) and a file without tensors (TC008)
+        accepted = expected["exit"] == 0 or expected["codes"] in (["TC006"], ["TC008"])
         assert library_opens(CORPUS / case) is accepted, case
 
     torch = pytest.importorskip("torch")

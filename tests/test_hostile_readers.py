@@ -65,7 +65,7 @@ def inspect_cli(path: Path, fmt: str = "json") -> Run:
 
 
 def errors_of(run: Run) -> list[dict[str, Any]]:
-    return [f for f in run.json()["findings"] if f["severity"] == "error"]
+    return [f for f in run.report()["findings"] if f["severity"] == "error"]
 
 
 def only_error(run: Run, code: str = "TC001") -> str:
@@ -358,7 +358,7 @@ def test_lists_nested_after_they_were_placed_do_not_crash(tmp_path: Path) -> Non
     )
     path = zip_file(tmp_path, pkl, {"0": f32(1, 2, 3, 4)})
     run = inspect_cli(path)
-    assert run.code == 0 and errors_of(run) == [] and run.json()["tensors"] == 1
+    assert run.code == 0 and errors_of(run) == [] and run.report()["tensors"] == 1
     assert [e.name for e in read_pickle(path).entries] == ["w"]  # safe here: it did not crash
 
 
@@ -429,7 +429,7 @@ def test_absurd_total_size_is_tc007_in_every_format(
     run = inspect_cli(tmp_path, fmt)
     assert run.code == 0  # TC007 is a warning
     if fmt == "json":
-        (tc007,) = [f for f in run.json()["findings"] if f["code"] == "TC007"]
+        (tc007,) = [f for f in run.report()["findings"] if f["code"] == "TC007"]
         assert tc007["message"] == (
             f"{GEN.INDEX} metadata.total_size is {shown} but the shards hold 16 bytes of tensor "
             f"data (difference -{shown})"
@@ -561,7 +561,7 @@ def test_shard_name_too_long_for_the_file_system_is_tc001(tmp_path: Path, shard:
 
 def test_source_path_too_long_is_a_one_line_error(tmp_path: Path) -> None:
     source = tmp_path / ("c" * 300)
-    run = run_cli("inspect", source)
+    run = run_cli("inspect", source, "-q")
     assert run.code == 2
     assert run.stderr.strip() == f"tiecheck: error: {source}: File name too long"
 
@@ -577,7 +577,7 @@ def test_adapter_base_model_that_cannot_be_a_path(tmp_path: Path, base_model: st
     (tmp_path / "adapter_config.json").write_text(json.dumps(config))
     run = inspect_cli(tmp_path)
     assert run.code == 0, run.stderr
-    assert any("base model config not found" in n for n in run.json()["notes"])
+    assert any("base model config not found" in n for n in run.report()["notes"])
 
 
 def test_base_path_too_long_is_not_found(tmp_path: Path) -> None:
@@ -585,7 +585,7 @@ def test_base_path_too_long_is_not_found(tmp_path: Path) -> None:
     (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     run = run_cli("inspect", tmp_path, "--base", tmp_path / ("d" * 300), "--format", "json")
     assert run.code == 0, run.stderr
-    assert any("base model config not found" in n for n in run.json()["notes"])
+    assert any("base model config not found" in n for n in run.report()["notes"])
 
 
 @pytest.mark.parametrize(
@@ -637,7 +637,7 @@ def test_memo_dag_of_lists_is_walked_once(tmp_path: Path) -> None:
     GEN.CASES["valid/memo-dag-lists-64-wide-16-deep.bin"](path)
     assert path.stat().st_size < 10_000
     run = inspect_cli(path)
-    assert run.code == 0 and run.json()["tensors"] == 1
+    assert run.code == 0 and run.report()["tensors"] == 1
     (entry,) = read_pickle(path).entries  # the first path to it names it
     assert entry.name == "model" + ".0" * 16
 

@@ -37,9 +37,11 @@ _NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errn
 
 def lstat_or_none(path: Path) -> os.stat_result | None:
     """``lstat`` that answers None for every way a hostile name can fail to exist (too long,
-    a loop, a component that is a file), instead of raising where pathlib would."""
+    a loop, a component that is a file, a NUL byte), instead of raising where pathlib would."""
     try:
         return path.lstat()
+    except ValueError:  # "embedded null byte": no file has such a name
+        return None
     except OSError as e:
         if e.errno in _NOT_THERE:
             return None
