@@ -434,3 +434,17 @@ def test_a_long_fix_holds_its_lock_until_it_ends(tmp_path: Path) -> None:
         f.lock()  # released at exit
     if not saw_busy.is_set():
         pytest.skip("the run finished before a temporary could be observed")
+
+
+def test_names_too_long_for_the_file_system_are_one_line_errors(tmp_path: Path) -> None:
+    src = write_model(tmp_path / "src", tensors(head="copy"), tied=True)
+    long = tmp_path / ("c" * 300)
+    for args in (
+        ["fix", long, "--to", "tied", "-o", tmp_path / "out"],
+        ["fix", src, "--to", "tied", "-o", long],
+        ["inspect", long, "-q"],
+    ):
+        run = run_cli(*args)
+        assert run.code == 2, run.stderr
+        assert run.stderr.startswith("tiecheck: error: ") and run.stderr.count("\n") == 1
+        assert "File name too long" in run.stderr

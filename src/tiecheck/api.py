@@ -27,6 +27,7 @@ from tiecheck.errors import SourceError
 from tiecheck.model import Checkpoint, SourceKind, TensorInfo
 from tiecheck.readers.discover import plan_source
 from tiecheck.readers.load import load
+from tiecheck.readers.paths import existing_path
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import DuplicateSet, Report
 from tiecheck.rules import Finding, finding
@@ -83,12 +84,7 @@ def _open(
     offline: bool = False,
 ) -> tuple[Checkpoint, list[Finding]]:
     """Local paths win over repo ids of the same spelling; anything else may be a Hub repo."""
-    try:
-        path = Path(source).expanduser()
-        local = path.exists() or path.is_symlink()
-    except (OSError, RuntimeError) as e:  # a name too long for the file system, "~nosuchuser"
-        raise SourceError(f"{source}: {getattr(e, 'strerror', None) or e}") from e
-    if not local:
+    if existing_path(source) is None:
         from tiecheck.readers.hub import load_hub, parse_hub_source
 
         ref = parse_hub_source(source)

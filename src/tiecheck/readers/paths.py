@@ -46,3 +46,19 @@ def lstat_or_none(path: Path) -> os.stat_result | None:
         if e.errno in _NOT_THERE:
             return None
         raise
+
+
+def existing_path(source: str) -> Path | None:
+    """The local path ``source`` names when anything (a file, folder or link) is there, else
+    None. Raises ``SourceError`` for a name the file system cannot even look up (too long,
+    ``~nosuchuser``)."""
+    from tiecheck.errors import SourceError
+
+    try:
+        path = Path(source).expanduser()
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
+    except (OSError, RuntimeError) as e:
+        raise SourceError(f"{source}: {getattr(e, 'strerror', None) or e}") from e
+    return path

@@ -21,6 +21,7 @@ from tiecheck.api import Progress, inspect
 from tiecheck.errors import SourceError, TiecheckError
 from tiecheck.model import Checkpoint
 from tiecheck.options import ExitCode
+from tiecheck.readers.paths import existing_path, lstat_or_none
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import Report
 from tiecheck.rewrite.commit import commit, is_temp_name, recover, remove_temporaries, temp_name
@@ -65,11 +66,15 @@ def _open_output(checkpoint: Checkpoint, output: Path, overwrite: bool) -> Folde
     The folder is compared with the source by device and inode, not by path: a bind mount, a
     symbolic link or a hard-linked folder name must not turn ``-o`` into an in-place rewrite.
     """
-    if output.exists() and not output.is_dir():
+    try:
+        st = output.stat() if lstat_or_none(output) is not None else None
+    except OSError as e:
+        raise SourceError(f"{output}: {e.strerror or e}") from e
+    if st is not None and not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{output}: exists and is not a folder")
     same = SourceError(f"{output} is the source folder; use --in-place to rewrite it")
     root = checkpoint.root.stat()
-    if output.is_dir() and os.path.samestat(output.stat(), root):
+    if st is not None and os.path.samestat(st, root):
         raise same
     folder = Folder(output, create=True)
     try:
@@ -169,8 +174,9 @@ def fix(
         raise ValueError("give exactly one of output or in_place")
     if isinstance(max_shard_size, str):
         max_shard_size = parse_size(max_shard_size)
-    source_path = Path(source)
-    if not (source_path.exists() or source_path.is_symlink()):
+    local = existing_path(str(source))
+    source_path = local if local is not None else Path(source)
+    if local is None:
         source_path = _download_repo(str(source), revision, token, in_place, timeout, offline)
         source = str(source_path)
     recovered: list[str] = []
