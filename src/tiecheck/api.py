@@ -61,10 +61,14 @@ def _compare(
     checkpoint: Checkpoint, progress: Progress | None
 ) -> tuple[list[list[TensorInfo]], TensorData]:
     data = TensorData(checkpoint, on_read=progress.advance if progress else None)
-    if progress is not None:
-        total = sum(t.nbytes for group in comparison_plan(checkpoint.tensors) for t in group)
-        progress.start(total, "comparing tensors")
-    return identical_sets(checkpoint.tensors, data), data
+    try:
+        if progress is not None:
+            total = sum(t.nbytes for group in comparison_plan(checkpoint.tensors) for t in group)
+            progress.start(total, "comparing tensors")
+        return identical_sets(checkpoint.tensors, data), data
+    except BaseException:
+        data.close()  # the caller never gets it to close (a read failed: TC001)
+        raise
 
 
 def _open(

@@ -97,7 +97,8 @@ class Copier:
 
     def tensor(self, t: TensorInfo, dst: int, dst_off: int) -> None:
         if t.span is not None:
-            self._copy_range(self.data.fileno(t.file), dst, t.span.start, dst_off, t.span.length)
+            with self.data.opened(t.file) as src:
+                self._copy_range(src, dst, t.span.start, dst_off, t.span.length)
             return
         for chunk in self.data.chunks(t):
             written = os.pwrite(dst, chunk, dst_off)
@@ -106,8 +107,8 @@ class Copier:
             dst_off += written
 
     def whole_file(self, file: str, dst: int) -> None:
-        size = os.fstat(self.data.fileno(file)).st_size
-        self._copy_range(self.data.fileno(file), dst, 0, 0, size)
+        with self.data.opened(file) as src:
+            self._copy_range(src, dst, 0, 0, os.fstat(src).st_size)
 
 
 def write_file(path: os.PathLike[str] | str, out: OutFile, copier: Copier) -> int:
