@@ -71,7 +71,7 @@ class TensorData:
         self._max_open = max(1, max_open)
         # A reader dropped without ``close`` (an exception between creation and the caller's
         # ``finally``) still closes its descriptors when it is collected.
-        self._finalizer = weakref.finalize(self, _close_all, self._fds)
+        weakref.finalize(self, _close_all, self._fds)
         self.bytes_read = 0
         self._on_read = on_read
         self._budget = BUDGET_FILES * sum(f.size for f in self._files.values()) + BUDGET_SLACK
@@ -83,7 +83,8 @@ class TensorData:
         self.close()
 
     def close(self) -> None:
-        self._finalizer()
+        """Close every descriptor (a later read opens what it needs again)."""
+        _close_all(self._fds)
 
     @property
     def open_files(self) -> int:
