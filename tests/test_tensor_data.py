@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import pickle
 import struct
 import sys
 import time
@@ -299,6 +300,92 @@ def test_a_transposed_view_with_huge_rows_is_gathered_in_bounded_memory(tmp_path
     finally:
         tracemalloc.stop()
     assert peak < 16 * MIB  # a row is 32 MiB
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _p_str(s: str) -> bytes:
+    return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+
+def _p_int(i: int) -> bytes:
+    raw = i.to_bytes(8, "little", signed=True)
+    return b"\x8a\x08" + raw  # LONG1, as pickle writes an int past 32 bits
+
+
+def _p_call(module: str, name: str, *args: bytes) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode() + b"(" + b"".join(args) + b"tR"
+
+
+def sparse_legacy_views(
+    path: Path,
+    numel: int,
+    shape: tuple[int, ...],
+    stride: tuple[int, ...],
+    stored: dict[int, float] | None = None,
+) -> Path:
+    """A pre-1.6 ``torch.save`` file, assembled from pickle opcodes: views ``a`` and ``b`` of
+    two float storages of ``numel`` elements each, whose bytes are a hole of the file except
+    ``stored``: elements of ``b``'s storage, by index."""
+    items = b""
+    for name, key in (("a", "0"), ("b", "1")):
+        storage = b"(" + _p_str("storage") + b"ctorch\nFloatStorage\n" + _p_str(key)
+        storage += _p_str("cpu") + _p_int(numel) + b"NtQ"
+        view = _p_call(
+            "torch._utils",
+            "_rebuild_tensor_v2",
+            storage,
+            _p_int(0),
+            b"(" + b"".join(map(_p_int, shape)) + b"t",
+            b"(" + b"".join(map(_p_int, stride)) + b"t",
+            b"\x89",
+            b"ccollections\nOrderedDict\n)R",
+        )
+        items += _p_str(name) + view
+    main = b"\x80\x02ccollections\nOrderedDict\n)R(" + items + b"u."
+    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"int": 4}}
+    with path.open("wb") as f:
+        for value in (LEGACY_MAGIC, 1001, sys_info):
+            f.write(pickle.dumps(value, protocol=2))
+        f.write(main + pickle.dumps(["0", "1"], protocol=2))
+        for _ in range(2):
+            f.write(struct.pack("<q", numel))
+            f.seek(4 * numel, os.SEEK_CUR)
+        f.truncate()
+        for index, value in (stored or {}).items():
+            f.seek(-4 * (numel - index), os.SEEK_END)
+            f.write(struct.pack("<f", value))
+    return path
+
+
+def test_transposed_views_of_unstored_storages_are_zeros_without_reading(tmp_path: Path) -> None:
+    """Two (2, 2**30) transposed views of 8 GiB storages that are holes: gathering them
+    through a map paged in 16 GiB of zeros, for minutes."""
+    numel = 1 << 31
+    path = sparse_legacy_views(tmp_path / "model.bin", numel, (2, numel // 2), (1, 2))
+    require_sparse(path, MIB)
+    started = time.monotonic()
+    report = tiecheck.inspect(path)
+    elapsed = time.monotonic() - started
+    assert all(t.span is None for t in report.checkpoint.tensors)  # the strided path
+    assert report.duplicates is not None
+    assert [d.keys for d in report.duplicates] == [("a", "b")]
+    assert report.bytes_read < MIB  # the samples
+    assert elapsed < 10
+
+
+def test_a_strided_view_with_one_stored_value_in_a_hole_is_not_taken_for_zeros(
+    tmp_path: Path,
+) -> None:
+    numel = 1 << 24  # 64 MiB storages
+    index = numel // 2 + numel // 8 + 1  # odd: row 1 of the view, far from the samples
+    path = sparse_legacy_views(tmp_path / "model.bin", numel, (2, numel // 2), (1, 2), {index: 2.5})
+    require_sparse(path, MIB)
+    report = tiecheck.inspect(path)
+    assert report.duplicates == []
+    # b is gathered (its first row at least) up to the stored value; a, all hole, is not read
+    assert 4 * numel // 2 <= report.bytes_read < 4 * numel
 
 
 def test_overlapping_views_cannot_make_a_comparison_read_terabytes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
-from tiecheck.model import DTYPE_BITS, ByteSpan, Checkpoint, TensorInfo
+from tiecheck.model import DTYPE_BITS, ByteSpan, Checkpoint, TensorInfo, element_extent
 
 CHUNK_BYTES = 8 << 20
 SAMPLE_BYTES = 4096
@@ -212,11 +212,15 @@ class TensorData:
 
         Work is bounded by what the file stores, not what it claims: two system calls per
         data extent, at most two ``ALIGN`` blocks of hole read per extent (rounding inward),
-        and nothing for the holes themselves. Where the filesystem cannot tell (remote files,
-        strided views, no ``SEEK_DATA``), everything is data, as in ``blocks``.
+        and nothing for the holes themselves. A strided view that reaches only a hole is one
+        zero run; other strided views, remote files and filesystems without ``SEEK_DATA`` are
+        all data, as in ``blocks``.
         """
         size = len(buffer) - len(buffer) % ALIGN
         span = tensor.span
+        if span is None and self._unstored_view(tensor):
+            yield tensor.nbytes, None  # every element it can reach is in a hole: zeros
+            return
         if self._fetch is not None or span is None or span.length < ALIGN or size <= 0:
             # no hole to find (remote, strided) or none worth the system calls (small)
             for block in self.blocks(tensor, buffer):
@@ -237,6 +241,37 @@ class TensorData:
             # A file truncated while its holes were looked up reads as one long hole: check.
             if os.fstat(fd).st_size < span.end:
                 raise _short(tensor.file, span.start + pos)
+
+    def _unstored_view(self, tensor: TensorInfo) -> bool:
+        """Whether a strided view (a pickle's) reaches only zeros its file does not store.
+
+        Its elements are gathered through a map of the storage, which pages in every byte
+        they cover, holes too; a view over a storage that claims gigabytes and stores none
+        is recognised here with one ``SEEK_DATA`` and two reads of less than ``ALIGN`` (the
+        ends of the range share a block with stored bytes). A storage stored in part is
+        gathered in full: which elements fall in holes is not worked out.
+        """
+        storage, seek_data = tensor.storage, getattr(os, "SEEK_DATA", None)
+        itemsize = DTYPE_BITS[tensor.dtype] // 8
+        if self._fetch is not None or storage is None or storage.span is None or not itemsize:
+            return False
+        start = storage.span.start + storage.offset * itemsize
+        end = start + element_extent(tensor.shape, storage.stride) * itemsize
+        inner_start, inner_end = -(-start // ALIGN) * ALIGN, end // ALIGN * ALIGN
+        if seek_data is None or inner_end <= inner_start or end > storage.span.end:
+            return False
+        with self.opened(tensor.file) as fd:
+            if os.fstat(fd).st_size < end:
+                return False  # let the read report it
+            try:
+                if os.lseek(fd, inner_start, seek_data) < inner_end:
+                    return False
+            except OSError as e:
+                if e.errno != errno.ENXIO:  # ENXIO: no data from there to the end of the file
+                    return False
+        edges = self._pread(tensor.file, start, inner_start - start)
+        edges += self._pread(tensor.file, inner_end, end - inner_end)
+        return edges.count(0) == len(edges)
 
     @staticmethod
     def _holes(fd: int, span: ByteSpan) -> Iterator[tuple[int, int]]:
