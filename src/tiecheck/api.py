@@ -42,12 +42,21 @@ class Progress(Protocol):
 
 
 def _duplicate_findings(sets: list[list[TensorInfo]], results: list[GroupResult]) -> list[Finding]:
-    """TC114 for identical tensors that no tie group explains."""
-    grouped = [set(r.group.all_names()) for r in results]
+    """TC114 for identical tensors that no tie group explains.
+
+    A set is explained when one group holds all its names. Only the groups holding the set's
+    least grouped name are tried: the sets are disjoint, so this costs at most one look per
+    (name, group) membership, where testing every set against every group was quadratic.
+    """
+    holding: dict[str, list[frozenset[str]]] = {}
+    for group in {frozenset(r.group.all_names()) for r in results}:
+        for name in group:
+            holding.setdefault(name, []).append(group)
     findings = []
     for same in sets:
         names = {t.name for t in same}
-        if any(names <= g for g in grouped):
+        rarest = min((holding.get(n, []) for n in names), key=len)
+        if any(names <= g for g in rarest):
             continue
         keys = sorted(names)
         wasted = same[0].nbytes * (len(same) - 1)
@@ -68,10 +77,14 @@ def _compare(
     checkpoint: Checkpoint, progress: Progress | None
 ) -> tuple[list[list[TensorInfo]], TensorData]:
     data = TensorData(checkpoint, on_read=progress.advance if progress else None)
-    if progress is not None:
-        total = sum(t.nbytes for group in comparison_plan(checkpoint.tensors) for t in group)
-        progress.start(total, "comparing tensors")
-    return identical_sets(checkpoint.tensors, data), data
+    try:
+        if progress is not None:
+            total = sum(t.nbytes for group in comparison_plan(checkpoint.tensors) for t in group)
+            progress.start(total, "comparing tensors")
+        return identical_sets(checkpoint.tensors, data), data
+    except BaseException:
+        data.close()  # the caller never gets it to close (a read failed: TC001)
+        raise
 
 
 def _open(

@@ -2,19 +2,25 @@
 
 Candidates must share dtype and shape; a 12 KiB sample (start, middle, end) then separates
 almost every trained tensor for the price of three small reads, and only tensors whose samples
-collide are streamed in full, chunk by chunk, so memory stays at a few chunks however big the
+collide are streamed in full, block by block, so memory stays at a few blocks however big the
 tensors are.
+
+Work is bounded by the bytes a checkpoint stores, not the bytes it claims: tensors are read as
+``TensorData.regions``, where a hole of a sparse file is a zero run that is never read. Two holes
+compare equal without a read, a hole against stored bytes costs the stored bytes, and the digest
+hashes zeros canonically (a hole and written zeros give one digest). So comparing two tensors
+costs their stored bytes plus a few system calls per data extent, whatever size they claim.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tiecheck.model import DTYPE_BITS, TensorInfo
-from tiecheck.readers.tensor_data import TensorData
+from tiecheck.readers.tensor_data import ALIGN, Block, Region, TensorData
 
 
 def physical_key(t: TensorInfo) -> tuple[object, ...]:
@@ -32,19 +38,101 @@ def _partition(items: list[TensorInfo], key) -> list[list[TensorInfo]]:  # type:
 
 
 BLOCK = 1 << 20
+_ZEROS = bytes(BLOCK)
+ROW = ALIGN
+"""Granularity of the canonical digest: all-zero rows of this many bytes are left out of it."""
+
+Piece = tuple[int, Block | None, Block | None]
+
+
+def _zeros(n: int) -> bytes:
+    return _ZEROS[:n] if n <= BLOCK else bytes(n)
+
+
+def _cut(block: Block | None, offset: int, n: int) -> Block | None:
+    if block is None or (offset == 0 and n == len(block)):
+        return block
+    return block[offset : offset + n]
+
+
+def _in_step(a: Iterator[Region], b: Iterator[Region]) -> Iterator[Piece]:
+    """Two region streams of equal length, cut wherever either changes: ``(n, x, y)`` with
+    each side ``n`` bytes or None (``n`` unread zeros). Two dense tensors read with buffers
+    of one size give whole blocks, never copies."""
+    left_a = left_b = at_a = at_b = 0
+    block_a: Block | None = None
+    block_b: Block | None = None
+    while True:
+        while left_a == 0:
+            region = next(a, None)
+            if region is None:
+                return
+            (left_a, block_a), at_a = region, 0
+        while left_b == 0:
+            region = next(b, None)
+            if region is None:
+                return
+            (left_b, block_b), at_b = region, 0
+        n = min(left_a, left_b)
+        yield n, _cut(block_a, at_a, n), _cut(block_b, at_b, n)
+        left_a, left_b, at_a, at_b = left_a - n, left_b - n, at_a + n, at_b + n
+
+
+def _buffer(t: TensorInfo) -> bytearray:
+    """A read buffer for one tensor: ``BLOCK`` bytes, or less for a small tensor (zeroing
+    a fresh MiB per tensor dominated comparing tens of thousands of small ones)."""
+    return bytearray(min(BLOCK, -(-t.nbytes // ALIGN) * ALIGN) or ALIGN)
+
+
+def _both(data: TensorData, a: TensorInfo, b: TensorInfo) -> Iterator[Piece]:
+    return _in_step(data.regions(a, _buffer(a)), data.regions(b, _buffer(b)))
 
 
 def _equal(a: TensorInfo, b: TensorInfo, data: TensorData) -> bool:
-    blocks_a = data.blocks(a, bytearray(BLOCK))
-    blocks_b = data.blocks(b, bytearray(BLOCK))
-    return all(x == y for x, y in zip(blocks_a, blocks_b))
+    # ``==`` on bytes/bytearray is memcmp (a bytes left side defers to the bytearray right).
+    for n, x, y in _both(data, a, b):
+        if (x is not None or y is not None) and (x or _zeros(n)) != (y or _zeros(n)):
+            return False
+    return True
 
 
 def _digest(t: TensorInfo, data: TensorData) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for block in data.blocks(t, bytearray(BLOCK)):
-        h.update(block)
-    return h.digest()
+    """A digest of the tensor's bytes that does not depend on how zeros are stored.
+
+    Two streams, hashed separately: the ``ROW``-byte rows (counted from the tensor's start)
+    that are not all zero, in order, and their row numbers. Together they determine the bytes,
+    and a row of zeros is left out whether it was read or is a hole, so holes need no reading
+    and a sparse tensor digests like its dense copy. Regions start on multiples of ``ROW``.
+    """
+    import numpy as np
+
+    rows_hash = hashlib.blake2b(digest_size=16)
+    where_hash = hashlib.blake2b(digest_size=16)
+    pos = 0
+    for n, block in data.regions(t, _buffer(t)):
+        if block is not None:
+            assert pos % ROW == 0, "regions start on the ALIGN grid"
+            first = pos // ROW
+            whole = n - n % ROW  # only the tensor's last region can end inside a row
+            rows = np.frombuffer(block, np.uint8, count=whole).reshape(-1, ROW)
+            stored = rows.any(axis=1)
+            if stored.all():
+                rows_hash.update(memoryview(block)[:whole])
+                where_hash.update(np.arange(first, first + len(rows), dtype="<u8").tobytes())
+            elif stored.any():
+                rows_hash.update(rows[stored].tobytes())
+                where_hash.update((np.flatnonzero(stored) + first).astype("<u8").tobytes())
+            tail = bytes(memoryview(block)[whole:n])
+            if tail and tail != _zeros(len(tail)):
+                rows_hash.update(tail)
+                where_hash.update((first + len(rows)).to_bytes(8, "little"))
+        pos += n
+    return rows_hash.digest() + where_hash.digest()
+
+
+def _sample_key(t: TensorInfo, data: TensorData) -> bytes:
+    """The sample's digest: tens of thousands of candidates keep 16 bytes each, not 12 KiB."""
+    return hashlib.blake2b(data.sample(t), digest_size=16).digest()
 
 
 def comparison_plan(tensors: Iterable[TensorInfo]) -> list[list[TensorInfo]]:
@@ -57,7 +145,13 @@ def identical_sets(tensors: Iterable[TensorInfo], data: TensorData) -> list[list
     """Sets of two or more separately stored tensors whose bytes are identical."""
     result = []
     for candidates in comparison_plan(tensors):
-        for collided in _partition(candidates, data.sample):
+        for collided in _partition(candidates, lambda t: _sample_key(t, data)):
+            if not data.claim(*collided):
+                raise OSError(
+                    f"comparing {collided[0].name} and {len(collided) - 1} more would read more "
+                    "than several times the size of the files: these views overlap (one storage "
+                    "read as many tensors), values not compared"
+                )
             if len(collided) == 2:
                 if _equal(collided[0], collided[1], data):
                     result.append(collided)
@@ -108,16 +202,25 @@ def _decode(raw: bytes, dtype: str):  # type: ignore[no-untyped-def]
 
 
 def difference(a: TensorInfo, b: TensorInfo, data: TensorData) -> Difference | None:
-    """Element-wise difference of two tensors of one dtype and shape, streamed; else None."""
+    """Element-wise difference of two tensors of one dtype and shape, streamed; else None
+    (also when reading them would pass the checkpoint's budget, see ``TensorData.claim``).
+
+    Regions are compared in step: hole against hole is skipped unread, a hole against data is
+    compared with zeros, so the work is the bytes stored, not the bytes claimed."""
     import numpy as np
 
-    if a.dtype != b.dtype or a.shape != b.shape:
+    if a.dtype != b.dtype or a.shape != b.shape or not data.claim(a, b):
         return None
     bits = DTYPE_BITS[a.dtype]
+    width = bits // 8 if bits % 8 == 0 else 1  # sub-byte dtypes: count differing bytes
     differing = 0
-    max_abs: float | None = 0.0
-    for x, y in zip(data.chunks(a), data.chunks(b)):
-        width = bits // 8 if bits % 8 == 0 else 1  # sub-byte dtypes: count differing bytes
+    max_abs: float | None = None if _decode(b"", a.dtype) is None else 0.0
+    for n, x_or_hole, y_or_hole in _both(data, a, b):
+        if x_or_hole is None and y_or_hole is None:
+            continue  # two holes: zeros on both sides, nothing read
+        x, y = x_or_hole or _zeros(n), y_or_hole or _zeros(n)
+        if x == y:  # memcmp; equal bytes add nothing to either count
+            continue
         unequal = np.frombuffer(x, "u1") != np.frombuffer(y, "u1")
         differing += int(np.count_nonzero(unequal.reshape(-1, width).any(axis=1)))
         xs, ys = _decode(x, a.dtype), _decode(y, a.dtype)

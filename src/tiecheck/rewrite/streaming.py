@@ -112,16 +112,16 @@ class Copier:
 
     def tensor(self, t: TensorInfo, dst: int, dst_off: int) -> None:
         if t.span is not None:
-            src = self.data.fileno(t.file)
-            copy_range(src, dst, t.span.start, dst_off, t.span.length, self.data.count)
+            with self.data.opened(t.file) as src:
+                copy_range(src, dst, t.span.start, dst_off, t.span.length, self.data.count)
             return
         for chunk in self.data.chunks(t):
             write_all(dst, chunk, dst_off)
             dst_off += len(chunk)
 
     def whole_file(self, file: str, dst: int) -> None:
-        src = self.data.fileno(file)
-        copy_range(src, dst, 0, 0, os.fstat(src).st_size, self.data.count)
+        with self.data.opened(file) as src:
+            copy_range(src, dst, 0, 0, os.fstat(src).st_size, self.data.count)
 
 
 def write_file(fd: int, out: OutFile, copier: Copier) -> int:
