@@ -40,8 +40,10 @@ class Bounded:
     peak_rss_mb: float | None
     """None where /proc is not available."""
 
-    def json(self) -> Any:
-        return json.loads(self.stdout)
+    def report(self) -> Any:
+        """The one report of the run's JSON document."""
+        (report,) = json.loads(self.stdout)["reports"]
+        return report
 
 
 def run_bounded(

@@ -56,7 +56,7 @@ def test_inspecting_thousands_of_shards_under_a_256_descriptor_limit(
     )
     assert "Too many open files" not in run.stderr
     assert run.code == 0, run.stderr
-    doc = run.json()
+    doc = run.report()
     assert doc["data_compared"] is True
     assert doc["bytes_read"] >= SHARDS * 64 * 16 * 4  # every tensor read: all one shape
     assert [f["code"] for f in doc["findings"]] == ["TC105"]  # the head is an identical copy
@@ -138,7 +138,7 @@ def test_tens_of_thousands_of_embedding_and_head_names(
     args = ["inspect", path, "--json", "-q", *([] if data else ["--no-data"])]
     run = run_bounded(*args, workdir=tmp_path / "run", timeout=600)
     assert run.code in (0, 1), run.stderr
-    doc = run.json()
+    doc = run.report()
     assert len(doc["tie_groups"]) == groups
     if data:
         assert len(doc["duplicates"]) == NAMES // 2  # the identical pairs

@@ -178,7 +178,7 @@ def test_two_sparse_8_gib_zero_tensors_are_compared_in_seconds(tmp_path: Path) -
     require_sparse(path, MIB)
     run = run_bounded("inspect", path, "--json", "-q", workdir=tmp_path / "run", timeout=120)
     assert run.code == 0, run.stderr  # TC114 is information
-    doc = run.json()
+    doc = run.report()
     assert doc["data_compared"] is True
     assert [d["keys"] for d in doc["duplicates"]] == [["a", "b"]]
     assert "TC114" in {f["code"] for f in doc["findings"]}
@@ -400,7 +400,7 @@ def test_overlapping_views_cannot_make_a_comparison_read_terabytes(tmp_path: Pat
     )
     assert run.code in (1, 2), run.stderr
     assert "internal error" not in run.stderr
-    doc = run.json()
+    doc = run.report()
     (failure,) = [f for f in doc["findings"] if f["code"] == "TC001"]
     assert "overlap" in failure["message"]
     assert doc["bytes_read"] < 2 * GIB

@@ -172,5 +172,5 @@ def run_dict(run: Run) -> dict[str, Any]:
 
 
 def render_json(run: Run, out: TextIO, *, verbose: bool = False) -> None:
-    json.dump(run_dict(run), out, indent=2, allow_nan=False)
-    out.write("\n")
+    # one write: json.dump writes each token separately (millions of calls for a big run)
+    out.write(json.dumps(run_dict(run), indent=2, allow_nan=False) + "\n")

@@ -120,5 +120,5 @@ def sarif_document(run: Run) -> dict[str, Any]:
 
 
 def render_sarif(run: Run, out: TextIO, *, verbose: bool = False) -> None:
-    json.dump(sarif_document(run), out, indent=2, allow_nan=False)
-    out.write("\n")
+    # one write: json.dump writes each token separately (millions of calls for a big run)
+    out.write(json.dumps(sarif_document(run), indent=2, allow_nan=False) + "\n")
