@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TextIO
 
 from tiecheck import __version__
 from tiecheck.config import Policy
 from tiecheck.options import Expect
-from tiecheck.render.json_report import outcome_dict
+from tiecheck.render.json_report import outcome_dict, write_json
 from tiecheck.render.table import human_bytes, render_reports
 from tiecheck.render.text import printable
 from tiecheck.rewrite.fix import FixResult
@@ -62,8 +61,7 @@ def after_outcome(result: FixResult) -> Outcome:
 
 
 def render_fix_json(result: FixResult, out: TextIO) -> None:
-    # one write: json.dump writes each token separately (millions of calls for a big run)
-    out.write(json.dumps(fix_dict(result), indent=2, allow_nan=False) + "\n")
+    write_json(fix_dict(result), out)
 
 
 def render_fix_table(result: FixResult, out: TextIO) -> None:

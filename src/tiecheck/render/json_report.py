@@ -171,6 +171,20 @@ def run_dict(run: Run) -> dict[str, Any]:
     }
 
 
+def write_json(document: object, out: TextIO) -> None:
+    """Write a JSON document in pieces of about 1 MiB: ``json.dump`` writes every token with
+    its own call (millions for a big run), ``json.dumps`` holds the whole text in memory."""
+    pending: list[str] = []
+    size = 0
+    for piece in json.JSONEncoder(indent=2, allow_nan=False).iterencode(document):
+        pending.append(piece)
+        size += len(piece)
+        if size >= 1 << 20:
+            out.write("".join(pending))
+            pending, size = [], 0
+    pending.append("\n")
+    out.write("".join(pending))
+
+
 def render_json(run: Run, out: TextIO, *, verbose: bool = False) -> None:
-    # one write: json.dump writes each token separately (millions of calls for a big run)
-    out.write(json.dumps(run_dict(run), indent=2, allow_nan=False) + "\n")
+    write_json(run_dict(run), out)

@@ -10,11 +10,11 @@ become tool execution notifications and mark the invocation unsuccessful.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TextIO
 
 from tiecheck import __version__
+from tiecheck.render.json_report import write_json
 from tiecheck.render.location import fingerprint, location_of, sarif_artifact
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Finding, Rule, Severity
@@ -120,5 +120,4 @@ def sarif_document(run: Run) -> dict[str, Any]:
 
 
 def render_sarif(run: Run, out: TextIO, *, verbose: bool = False) -> None:
-    # one write: json.dump writes each token separately (millions of calls for a big run)
-    out.write(json.dumps(sarif_document(run), indent=2, allow_nan=False) + "\n")
+    write_json(sarif_document(run), out)
