@@ -178,10 +178,10 @@ def test_verification_rejects_a_written_file_whose_bytes_differ(tmp_path: Path) 
     out = plan.files[0]
     out.whole_copy_of = None  # force a re-serialised write
     target = tmp_path / "written.safetensors"
-    with TensorData(report.checkpoint) as data:
+    with TensorData.reading(report.checkpoint) as data:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
-            size = write_file(fd, out, Copier(data))
+            size = write_file(fd, out, Copier(data.source, data))
         finally:
             os.close(fd)
         assert size == target.stat().st_size

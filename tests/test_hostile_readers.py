@@ -202,7 +202,7 @@ def test_storage_span_is_cut_to_whole_elements(tmp_path: Path) -> None:
     report = tiecheck.inspect(path)
     assert "TC001" not in serious(report)
     tensors = {t.name: t for t in report.checkpoint.tensors}
-    with TensorData(report.checkpoint) as data:
+    with TensorData.reading(report.checkpoint) as data:
         assert b"".join(data.chunks(tensors["lm_head.weight"])) == f32(1, 2, 1, 2)
     (group,) = report.tie_groups
     assert group.state.value == "duplicate"

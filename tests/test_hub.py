@@ -484,7 +484,7 @@ def test_local_path_wins_over_repo_id(
     monkeypatch.chdir(work)
     hub.server.clear_log()
     report = tiecheck.inspect("org/dup")
-    assert report.checkpoint.origin is None
+    assert report.checkpoint.origin == "local"
     assert "TC102" in {f.code for f in report.findings}  # the local diverged copy, not the repo
     assert hub.server.log == []
     # a local path that does not exist is not silently turned into a repo either

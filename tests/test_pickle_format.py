@@ -275,7 +275,7 @@ def test_transposed_head_is_compared_by_value(tmp_path: Path, legacy: bool, dive
     report = tiecheck.inspect(tmp_path)
     entries = {t.name: t for t in report.checkpoint.tensors}
     assert entries["lm_head.weight"].span is None  # not one byte range
-    with TensorData(report.checkpoint) as data:
+    with TensorData.reading(report.checkpoint) as data:
         gathered = b"".join(data.chunks(entries["lm_head.weight"], chunk=40))
     assert gathered == tensor_bytes(head)
 
@@ -363,7 +363,7 @@ def test_hostile_fixtures_give_tc002_and_never_run(
     (tc002,) = findings_with(report, "TC002")
     assert tc002.severity.value == "error"
     assert tc002.file == name
-    assert report.checkpoint.tensors == []
+    assert report.checkpoint.tensors == ()
     assert not (tmp_path / MARKER).exists()
 
     result = run_cli("inspect", path, "--json", cwd=tmp_path)
@@ -637,7 +637,7 @@ def test_strided_and_contiguous_chunks_line_up(tmp_path: Path, chunk: int) -> No
     report = tiecheck.inspect(tmp_path / "m.bin", no_data=True)
     tensors = {t.name: t for t in report.checkpoint.tensors}
     assert tensors["a"].span is not None and tensors["b"].span is None
-    with TensorData(report.checkpoint) as data:
+    with TensorData.reading(report.checkpoint) as data:
         a = list(data.chunks(tensors["a"], chunk))
         b = list(data.chunks(tensors["b"], chunk))
         assert [len(x) for x in a] == [len(x) for x in b]

@@ -319,5 +319,5 @@ def test_bloom_merge_conflict_index_is_tc001(real_layouts: Path, tmp_path: Path)
     (tc001,) = findings_with(report, "TC001")
     assert tc001.file == "model.safetensors.index.json"
     assert "invalid JSON" in tc001.message
-    assert report.checkpoint.tensors == []
+    assert report.checkpoint.tensors == ()
     assert "TC101" not in codes(report)

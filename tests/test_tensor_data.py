@@ -25,7 +25,8 @@ import tiecheck
 from core_helpers import codes, findings_with, save_numpy, write_config, write_index
 from hostile_helpers import open_descriptors, run_bounded
 from tiecheck.analysis.compare import identical_sets
-from tiecheck.readers.tensor_data import MAX_OPEN_FILES, TensorData
+from tiecheck.readers.bytes import MAX_OPEN_FILES, LocalFiles
+from tiecheck.readers.tensor_data import TensorData
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts descriptors in /proc/self/fd"
@@ -55,10 +56,10 @@ def test_open_descriptors_stay_under_the_cap_however_many_files(tmp_path: Path) 
     arrays = shards(tmp_path, 300)
     checkpoint = tiecheck.inspect(tmp_path, no_data=True).checkpoint
     before = open_descriptors()
-    with TensorData(checkpoint) as data:
+    with TensorData.reading(checkpoint) as data:
         for t in checkpoint.tensors:
             assert b"".join(data.chunks(t)) == arrays[t.name].tobytes()
-            assert data.open_files <= MAX_OPEN_FILES
+            assert data.source.open_files <= MAX_OPEN_FILES
             assert open_descriptors() - before <= MAX_OPEN_FILES
         for t in reversed(checkpoint.tensors):  # every one evicted once: read again, reopened
             assert b"".join(data.blocks(t, bytearray(100))) == arrays[t.name].tobytes()
@@ -70,11 +71,11 @@ def test_a_pinned_descriptor_outlives_any_number_of_evictions(tmp_path: Path) ->
     checkpoint = tiecheck.inspect(tmp_path, no_data=True).checkpoint
     first, *others = checkpoint.tensors
     assert first.span is not None
-    with TensorData(checkpoint, max_open=4) as data:
-        with data.opened(first.file) as fd:
+    with TensorData.reading(checkpoint, max_open=4) as data:
+        with data.source.opened(first.file) as fd:
             for t in others:
                 assert b"".join(data.chunks(t)) == arrays[t.name].tobytes()
-                assert data.open_files <= 4
+                assert data.source.open_files <= 4
             # still the first shard's descriptor, not closed (EBADF) nor reused by another
             assert os.pread(fd, first.span.length, first.span.start) == arrays[first.name].tobytes()
         # two region streams read in step while other files come and go
@@ -118,14 +119,14 @@ def test_failing_inspections_leak_no_descriptor(tmp_path: Path) -> None:
         assert "short read" in failure.message  # not zeros read past the end of the file
         assert open_descriptors() == before
     # a reader its caller forgot to close releases its descriptors when collected
-    data = TensorData(report.checkpoint)
+    files = LocalFiles.of(report.checkpoint)
     for t in report.checkpoint.tensors:
-        data.fileno(t.file)
+        files.fileno(t.file)
     assert open_descriptors() == before + min(80, MAX_OPEN_FILES)
-    data.close()
+    files.close()
     assert open_descriptors() == before
-    data.fileno(report.checkpoint.tensors[0].file)  # used again after close: reopened...
-    del data
+    files.fileno(report.checkpoint.tensors[0].file)  # used again after close: reopened...
+    del files
     gc.collect()
     assert open_descriptors() == before  # ...and still closed when collected
 
@@ -269,7 +270,7 @@ def test_a_file_truncated_under_a_hole_is_a_short_read_not_zeros(tmp_path: Path)
     )
     checkpoint = tiecheck.inspect(path, no_data=True).checkpoint
     os.truncate(path, path.stat().st_size - 32 * MIB)  # b now ends past the end of the file
-    with TensorData(checkpoint) as data:
+    with TensorData.reading(checkpoint) as data:
         with pytest.raises(OSError, match="short read"):
             list(data.regions(checkpoint.tensors[1], bytearray(MIB)))
         with pytest.raises(OSError, match="short read"):
@@ -293,7 +294,7 @@ def test_a_transposed_view_with_huge_rows_is_gathered_in_bounded_memory(tmp_path
     assert all(t.span is None for t in checkpoint.tensors)  # really the strided path
     tracemalloc.start()
     try:
-        with TensorData(checkpoint) as data:
+        with TensorData.reading(checkpoint) as data:
             assert identical_sets(checkpoint.tensors, data) == []
             assert data.bytes_read >= 2 * numel * 4
         peak = tracemalloc.get_traced_memory()[1]

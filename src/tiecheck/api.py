@@ -1,12 +1,12 @@
-"""The library entry point: ``tiecheck.inspect(source) -> Report``.
+"""The library entry point for one source: ``tiecheck.inspect(source) -> Report``.
 
-This is the whole pipeline (discover -> read -> analyse) with no printing; the CLI and any
-other caller only render what it returns.
+The whole pipeline (open -> read -> analyse) with no printing: readers give a plain
+``Checkpoint`` and the ``ByteSource`` of its bytes; analyses turn them into findings; the
+report carries both. ``tiecheck.check`` runs this for every source of a run.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -18,19 +18,18 @@ from tiecheck.analysis.integrity import (
     alias_records,
     empty_file_findings,
     index_findings,
+    problem_findings,
 )
 from tiecheck.analysis.location import locate_findings
 from tiecheck.analysis.peft import adapter_findings
 from tiecheck.analysis.sharing import shared_storages, sharing_findings
-from tiecheck.analysis.ties import GroupResult, Verdict, judge_groups, verdict
-from tiecheck.errors import SourceError
+from tiecheck.analysis.ties import judge_groups, unexplained_duplicates, verdict
 from tiecheck.model import Checkpoint, SourceKind, TensorInfo
-from tiecheck.readers.discover import plan_source
-from tiecheck.readers.load import load
-from tiecheck.readers.paths import existing_path
+from tiecheck.readers.bytes import ByteSource
+from tiecheck.readers.source import open_source
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import DuplicateSet, Report
-from tiecheck.rules import Finding, finding
+from tiecheck.rules import Code, finding
 
 
 class Progress(Protocol):
@@ -39,78 +38,6 @@ class Progress(Protocol):
     def start(self, total_bytes: int, description: str) -> None: ...
     def advance(self, nbytes: int) -> None: ...
     def stop(self) -> None: ...
-
-
-def _duplicate_findings(sets: list[list[TensorInfo]], results: list[GroupResult]) -> list[Finding]:
-    """TC114 for identical tensors that no tie group explains.
-
-    A set is explained when one group holds all its names. Only the groups holding the set's
-    least grouped name are tried: the sets are disjoint, so this costs at most one look per
-    (name, group) membership, where testing every set against every group was quadratic.
-    """
-    holding: dict[str, list[frozenset[str]]] = {}
-    for group in {frozenset(r.group.all_names()) for r in results}:
-        for name in group:
-            holding.setdefault(name, []).append(group)
-    findings = []
-    for same in sets:
-        names = {t.name for t in same}
-        rarest = min((holding.get(n, []) for n in names), key=len)
-        if any(names <= g for g in rarest):
-            continue
-        keys = sorted(names)
-        wasted = same[0].nbytes * (len(same) - 1)
-        findings.append(
-            finding(
-                "TC114",
-                f"{len(keys)} tensors hold identical bytes ({', '.join(keys[:4])}"
-                f"{' ...' if len(keys) > 4 else ''}): {wasted:,} bytes stored more than once",
-                keys=keys,
-                file=same[0].file,
-                wasted_bytes=wasted,
-            )
-        )
-    return findings
-
-
-def _compare(
-    checkpoint: Checkpoint, progress: Progress | None
-) -> tuple[list[list[TensorInfo]], TensorData]:
-    data = TensorData(checkpoint, on_read=progress.advance if progress else None)
-    try:
-        if progress is not None:
-            total = sum(t.nbytes for group in comparison_plan(checkpoint.tensors) for t in group)
-            progress.start(total, "comparing tensors")
-        return identical_sets(checkpoint.tensors, data), data
-    except BaseException:
-        data.close()  # the caller never gets it to close (a read failed: TC001)
-        raise
-
-
-def _open(
-    source: str,
-    base: Path | None,
-    revision: str | None,
-    token: str | None,
-    download: bool,
-    timeout: float | None = None,
-    offline: bool = False,
-) -> tuple[Checkpoint, list[Finding]]:
-    """Local paths win over repo ids of the same spelling; anything else may be a Hub repo."""
-    if existing_path(source) is None:
-        from tiecheck.readers.hub import load_hub, parse_hub_source
-
-        ref = parse_hub_source(source)
-        if ref is not None:
-            if revision and ref.revision and revision != ref.revision:
-                raise SourceError(
-                    f"{source}: revision given twice ({ref.revision!r}, {revision!r})"
-                )
-            ref = replace(ref, revision=ref.revision or revision)
-            return load_hub(
-                ref, token=token, download=download, base=base, timeout=timeout, offline=offline
-            )
-    return load(plan_source(source), base=base)
 
 
 def _unavailable(checkpoint: Checkpoint) -> set[str]:
@@ -125,7 +52,7 @@ def inspect(
     source: str | Path,
     *,
     no_data: bool = False,
-    expect: Verdict | str | None = None,
+    expect: str | None = None,
     base: Path | None = None,
     progress: Progress | None = None,
     revision: str | None = None,
@@ -136,41 +63,67 @@ def inspect(
 ) -> Report:
     """Inspect a checkpoint (file, index, model folder or PEFT adapter) for tie problems.
 
-    ``no_data`` works from headers alone (no tensor byte is read); ``expect`` adds TC112 when
-    the verdict differs; ``base`` names a PEFT adapter's base model folder or config.
-    A source that is not a local path but reads as a Hub repo (``org/name[@rev]``,
-    ``hf://org/name[@rev][/sub]``, a huggingface.co URL) is read through huggingface_hub:
-    headers by range requests, or the local cache when it holds the revision; ``revision``,
-    ``token`` and ``download`` (fetch pickle-only repos into the cache) apply there, and
-    ``timeout`` (seconds a Hub request may go unanswered; default ``TIECHECK_HUB_TIMEOUT`` or
-    30) and ``offline`` (the cache only, no request; also when ``HF_HUB_OFFLINE`` is set).
+    ``no_data`` works from headers alone (no tensor byte is read); ``expect`` (``"tied"`` or
+    ``"untied"``) adds TC112 when the verdict differs; ``base`` names a PEFT adapter's base
+    model folder or config. A source that is not a local path but reads as a Hub repo
+    (``org/name[@rev]``, ``hf://org/name[@rev][/sub]``, a huggingface.co URL) is read through
+    huggingface_hub: headers by range requests, or the local cache when it holds the
+    revision; ``revision``, ``token`` and ``download`` (fetch pickle-only repos into the
+    cache) apply there, and ``timeout`` (seconds a Hub request may go unanswered; default
+    ``TIECHECK_HUB_TIMEOUT`` or 30) and ``offline`` (the cache only, no request).
     Raises ``SourceError`` only when the source cannot be opened at all; everything wrong
     inside it is a finding.
     """
-    checkpoint, findings = _open(str(source), base, revision, token, download, timeout, offline)
+    checkpoint, files = open_source(
+        str(source),
+        base=base,
+        revision=revision,
+        token=token,
+        download=download,
+        timeout=timeout,
+        offline=offline,
+    )
+    with files:
+        return analyse(checkpoint, files, no_data=no_data, expect=expect, progress=progress)
+
+
+def analyse(
+    checkpoint: Checkpoint,
+    files: ByteSource,
+    *,
+    no_data: bool = False,
+    expect: str | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Every analysis of an opened checkpoint; tensor bytes are read from ``files`` (any
+    ``ByteSource``: files on disk, a Hub repo, bytes in memory)."""
+    from tiecheck.analysis.ties import Verdict
+
     tensors: dict[str, TensorInfo] = {}
     for t in checkpoint.tensors:
         tensors.setdefault(t.name, t)
-
+    findings = problem_findings(checkpoint.problems)
     records = alias_records(checkpoint)
     declared, declared_findings = declared_tie(checkpoint.config, records)
     findings += declared_findings
     findings += index_findings(checkpoint)
-    empty, empty_notes = empty_file_findings(checkpoint)
+    empty, notes = empty_file_findings(checkpoint)
     findings += empty
-    checkpoint.notes.extend(empty_notes)
     findings += alias_findings(checkpoint, records)
     shared = shared_storages(checkpoint.tensors)
     findings += sharing_findings(shared)
     groups = find_groups(tensors, declared.family)
 
+    data = TensorData.of(checkpoint, files, on_read=progress.advance if progress else None)
     sets: list[list[TensorInfo]] | None = None
-    data: TensorData | None = None
     if not no_data:
         try:
-            sets, data = _compare(checkpoint, progress)
+            if progress is not None:
+                plan = comparison_plan(checkpoint.tensors)
+                progress.start(sum(t.nbytes for group in plan for t in group), "comparing tensors")
+            sets = identical_sets(checkpoint.tensors, data)
         except OSError as e:
-            findings.append(finding("TC001", f"cannot read tensor data: {e}"))
+            findings.append(finding(Code.INVALID_FILE, f"cannot read tensor data: {e}"))
         finally:
             if progress is not None:
                 progress.stop()
@@ -178,36 +131,30 @@ def inspect(
     if sets is not None:
         identical = {physical_key(t): i for i, same in enumerate(sets) for t in same}
     is_adapter = checkpoint.kind is SourceKind.PEFT_ADAPTER
-    try:
-        results, group_findings = judge_groups(
-            groups,
-            tensors,
-            declared,
-            identical,
-            data,
-            judge_storage=not is_adapter,
-            unavailable=_unavailable(checkpoint),
-        )
-    finally:
-        if data is not None:
-            data.close()
-        close = getattr(checkpoint.fetch, "close", None)
-        if close is not None:
-            close()
+    results, group_findings = judge_groups(
+        groups,
+        tensors,
+        declared,
+        identical,
+        data if sets is not None else None,
+        judge_storage=not is_adapter,
+        unavailable=_unavailable(checkpoint),
+    )
     findings += group_findings
     if is_adapter and checkpoint.adapter is not None:
         findings += adapter_findings(checkpoint.adapter, declared, results)
     if sets is not None:
-        findings += _duplicate_findings(sets, results)
+        findings += unexplained_duplicates(sets, results)
 
     result = verdict(results, declared, findings)
     if expect is not None and result is not Verdict(expect):
         findings.append(
             finding(
-                "TC112", f"expected the model to be {Verdict(expect).value}, found {result.value}"
+                Code.UNEXPECTED_TIE_STATE,
+                f"expected the model to be {Verdict(expect).value}, found {result.value}",
             )
         )
-    findings.sort(key=lambda f: (-f.severity.rank, f.code, f.keys))
+    findings.sort(key=lambda f: (-f.severity.rank, f.code.value, f.keys))
     findings = locate_findings(checkpoint, declared, findings)
     duplicates = (
         None
@@ -217,6 +164,12 @@ def inspect(
             for same in sets
         ]
     )
+    moved = files.bytes_transferred
+    transferred = (
+        None
+        if moved is None and checkpoint.transferred is None
+        else ((moved or 0) + (checkpoint.transferred or 0))
+    )
     return Report(
         checkpoint=checkpoint,
         declared=declared,
@@ -225,7 +178,7 @@ def inspect(
         shared_storage=shared,
         duplicates=duplicates,
         findings=findings,
-        bytes_read=data.bytes_read if data else 0,
-        notes=checkpoint.notes,
-        bytes_transferred=getattr(checkpoint.fetch, "transferred", checkpoint.transferred),
+        bytes_read=data.bytes_read,
+        notes=[*checkpoint.notes, *notes],
+        bytes_transferred=transferred,
     )

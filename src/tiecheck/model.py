@@ -7,7 +7,7 @@ format (GGUF, a remote Hub repo) only has to produce these records.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -178,32 +178,58 @@ class AdapterInfo:
     ensure_weight_tying: bool
 
 
-@dataclass
+class ProblemKind(str, Enum):
+    """What a reader can find wrong with a file, before any analysis (``analysis.integrity``
+    turns each into its finding)."""
+
+    INVALID_FILE = "invalid-file"
+    """not valid in its format, unreadable, or not to be read (a link out of the folder)."""
+    UNSAFE_PICKLE = "unsafe-pickle"
+    """a pickle that would need code execution to load."""
+    MISSING_SHARD = "missing-shard"
+    """an index names a shard that does not exist."""
+    REPEATED_KEY = "repeated-key"
+    """one JSON object (a header, an index) names a key twice: the last one wins."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A reader's report of a file it could not read as it should: a value, not an exception,
+    so one bad shard never hides the rest of a checkpoint."""
+
+    kind: ProblemKind
+    message: str
+    """what is wrong, naming the file."""
+    file: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Checkpoint:
-    """Everything read from a source; built by ``readers.load``, never mutated by analyses."""
+    """Everything read from a source: plain data, no I/O. Built by ``readers``; the bytes of
+    its tensors are read through a ``ByteSource`` opened beside it."""
 
     source: str
     root: Path
     kind: SourceKind
-    files: dict[str, WeightFile]
-    tensors: list[TensorInfo]
+    files: Mapping[str, WeightFile]
+    tensors: tuple[TensorInfo, ...]
     index: IndexInfo | None = None
     config: ConfigInfo | None = None
     adapter: AdapterInfo | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     """plain facts for the reader of the report (which files a loader would use, and why)."""
-    unreadable: set[str] = field(default_factory=set)
+    problems: tuple[Problem, ...] = ()
+    """what the readers found wrong with the files (each becomes a finding)."""
+    unreadable: frozenset[str] = frozenset()
     """weight files that could not be read; analyses must not judge keys they would hold."""
     config_unreadable: bool = False
     """a config was found but could not be read (invalid, too large, a link out of the folder)."""
-    fetch: Callable[[str, int, int], bytes] | None = None
-    """for remote checkpoints: ``fetch(file, start, length)`` reads a byte range (HTTP range
-    request); None means the files are local and read with ``pread``."""
-    origin: str | None = None
-    """where the files came from when not a local path: 'hub' or 'hub-cache'."""
+    origin: str = "local"
+    """where the files came from: 'local', 'hub' (range requests) or 'hub-cache'."""
     transferred: int | None = None
-    """bytes fetched from the Hub for files read locally afterwards (downloaded pickles, a
-    cached snapshot: 0); range reads are counted by ``fetch`` itself."""
+    """Hub sources: bytes moved before reading (downloads into the cache; 0 for a cached
+    snapshot); range reads are counted by the byte source. None for local paths."""
     commit: str | None = None
     """Hub sources: the commit read (a branch or tag resolved by the Hub, or offline by the
     cache); None for local paths."""

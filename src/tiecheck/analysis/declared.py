@@ -12,7 +12,7 @@ from typing import Any
 
 from tiecheck.analysis.families import Family, family_for
 from tiecheck.model import ConfigInfo
-from tiecheck.rules import Finding, finding
+from tiecheck.rules import Code, Finding, finding
 
 NESTED = ("text_config", "decoder", "generator", "llm_config", "language_config")
 FLAGS = ("tie_word_embeddings", "weight_tying")
@@ -85,7 +85,7 @@ def _explicit_flags(config: ConfigInfo) -> tuple[dict[str, bool], list[Finding]]
         flags[path] = reading
         findings.append(
             finding(
-                "TC117",
+                Code.TIE_FLAG_NOT_BOOLEAN,
                 f"{config.name}: {path} is {_json_text(value)} ({type(value).__name__}), not "
                 "true or false: transformers 5.x refuses to load this config, 4.x reads it as "
                 f"{str(reading).lower()} ({'tied' if reading else 'untied'})",
@@ -118,7 +118,8 @@ def declared_tie(
             return DeclaredTie(True, "alias records in the weight metadata (no config)"), []
         return DeclaredTie(None, "none (no config found)"), [
             finding(
-                "TC111", "no config.json found; the tie state is inferred from the weights alone"
+                Code.NO_CONFIG,
+                "no config.json found; the tie state is inferred from the weights alone",
             )
         ]
     types = _model_types(config.data)
@@ -141,7 +142,7 @@ def declared_tie(
         listed = ", ".join(f"{k}={str(v).lower()}" for k, v in flags.items())
         findings.append(
             finding(
-                "TC107",
+                Code.TIE_FLAGS_DISAGREE,
                 f"{config.name}: tie flags disagree ({listed}); transformers 4.x reads the text "
                 "config, 5.x the top level, so loaders will not agree on this model",
                 file=config.name,
@@ -167,7 +168,7 @@ def declared_tie(
         )
     findings.append(
         finding(
-            "TC106",
+            Code.TIE_FLAG_DEFAULTED,
             f"{config.name} has no tie_word_embeddings; using {why}: "
             f"{'tied' if tied else 'untied'} (llama.cpp reads an absent flag as untied)",
             file=config.name,

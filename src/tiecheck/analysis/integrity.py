@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 
-from tiecheck.model import Checkpoint, FileFormat
-from tiecheck.rules import Finding, finding
+from tiecheck.model import Checkpoint, FileFormat, Problem, ProblemKind
+from tiecheck.rules import Code, Finding, finding
 
 LISTED = 5
 """How many names a message spells out before summarising the rest as a count."""
@@ -28,6 +29,20 @@ def _stored_by_file(checkpoint: Checkpoint) -> dict[str, set[str]]:
     for t in checkpoint.tensors:
         stored[t.file].add(t.stored_name)
     return stored
+
+
+_PROBLEM_CODES = {
+    ProblemKind.INVALID_FILE: Code.INVALID_FILE,
+    ProblemKind.UNSAFE_PICKLE: Code.UNSAFE_PICKLE,
+    ProblemKind.MISSING_SHARD: Code.MISSING_SHARD,
+    ProblemKind.REPEATED_KEY: Code.TENSOR_STORED_TWICE,
+}
+
+
+def problem_findings(problems: Iterable[Problem]) -> list[Finding]:
+    """What the readers found wrong with the files, as findings (the one place reader
+    problems become rule codes)."""
+    return [finding(_PROBLEM_CODES[p.kind], p.message, keys=p.keys, file=p.file) for p in problems]
 
 
 def index_findings(checkpoint: Checkpoint) -> list[Finding]:
@@ -53,7 +68,7 @@ def index_findings(checkpoint: Checkpoint) -> list[Finding]:
         for name, keys in missing.items():
             findings.append(
                 finding(
-                    "TC004",
+                    Code.INDEX_TENSOR_NOT_IN_SHARD,
                     f"{index.name} maps {len(keys)} tensor(s) to {name}, which does not hold them: "
                     f"{_names(keys)}",
                     keys=keys,
@@ -67,7 +82,7 @@ def index_findings(checkpoint: Checkpoint) -> list[Finding]:
             if keys:
                 findings.append(
                     finding(
-                        "TC005",
+                        Code.TENSOR_NOT_IN_INDEX,
                         f"{name} holds {len(keys)} tensor(s) that {index.name} does not list "
                         f"(loaders will not load them): {_names(keys)}",
                         keys=keys,
@@ -106,7 +121,7 @@ def empty_file_findings(checkpoint: Checkpoint) -> tuple[list[Finding], list[str
         )
         findings.append(
             finding(
-                "TC008",
+                Code.NO_TENSORS,
                 f"{name} holds no tensors ({what}): a loader finds none of the model's "
                 "parameters in it",
                 file=name,
@@ -125,7 +140,7 @@ def _stored_twice(checkpoint: Checkpoint) -> list[Finding]:
         if len(distinct) > 1:
             findings.append(
                 finding(
-                    "TC006",
+                    Code.TENSOR_STORED_TWICE,
                     f"{key!r} is stored in {len(distinct)} files ({', '.join(distinct)}); "
                     "which copy "
                     "a loader uses depends on load order",
@@ -153,7 +168,7 @@ def _total_size(checkpoint: Checkpoint) -> list[Finding]:
         return []
     return [
         finding(
-            "TC007",
+            Code.TOTAL_SIZE_MISMATCH,
             f"{index.name} metadata.total_size is {_amount(declared)} but the shards hold "
             f"{tensors_sum} bytes of tensor data "
             f"(difference {_amount(tensors_sum - declared, '+')})",
@@ -228,7 +243,7 @@ def alias_findings(checkpoint: Checkpoint, records: dict[str, str]) -> list[Find
         if kept not in stored:
             findings.append(
                 finding(
-                    "TC108",
+                    Code.ALIAS_RECORD_MISMATCH,
                     f"alias record says {dropped!r} was dropped as a copy of {kept!r}, but "
                     f"{kept!r} is not stored: a loader reading the record finds nothing to tie to",
                     keys=[dropped, kept],
@@ -237,7 +252,7 @@ def alias_findings(checkpoint: Checkpoint, records: dict[str, str]) -> list[Find
         elif dropped in stored:
             findings.append(
                 finding(
-                    "TC108",
+                    Code.ALIAS_RECORD_MISMATCH,
                     f"alias record says {dropped!r} was dropped as a copy of {kept!r}, "
                     "but both are "
                     "stored: the record is stale",

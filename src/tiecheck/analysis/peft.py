@@ -11,7 +11,7 @@ from tiecheck.analysis.declared import DeclaredTie
 from tiecheck.analysis.groups import GroupKind, Role
 from tiecheck.analysis.ties import GroupResult, Relation
 from tiecheck.model import AdapterInfo
-from tiecheck.rules import Finding, Severity, finding
+from tiecheck.rules import Code, Finding, Severity, finding
 
 
 def adapter_findings(
@@ -30,7 +30,7 @@ def adapter_findings(
         diverged = head.relation is Relation.DIVERGED
         findings.append(
             finding(
-                "TC201",
+                Code.ADAPTER_UNTIED_COPIES,
                 f"adapter stores separate copies of {embedding.name} and {head.name} "
                 f"({'with different values' if diverged else 'identical so far'}) for a base model "
                 f"that ties them ({declared.source}) and ensure_weight_tying is not set: after "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from tiecheck.model import DTYPE_BITS, TensorInfo, element_extent
-from tiecheck.rules import Finding, finding
+from tiecheck.rules import Code, Finding, finding
 
 
 class SharingKind(str, Enum):
@@ -77,7 +77,7 @@ def sharing_findings(shared: list[SharedStorage]) -> list[Finding]:
         if s.kind is SharingKind.ALIAS:
             findings.append(
                 finding(
-                    "TC109",
+                    Code.PICKLE_SHARED_STORAGE,
                     f"{s.file}: {listed} are one tensor (storage {s.storage}); "
                     "safetensors stores it "
                     "once, so conversion must drop all but one name",
@@ -89,7 +89,7 @@ def sharing_findings(shared: list[SharedStorage]) -> list[Finding]:
             how = "overlapping" if s.kind is SharingKind.OVERLAPPING else "disjoint"
             findings.append(
                 finding(
-                    "TC110",
+                    Code.PICKLE_STORAGE_VIEWS,
                     f"{s.file}: {listed} are {how} views of one storage ({s.storage}); safetensors "
                     "refuses shared memory, so conversion must copy each view",
                     keys=s.keys,

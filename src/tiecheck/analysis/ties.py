@@ -16,7 +16,7 @@ from tiecheck.analysis.declared import DeclaredTie
 from tiecheck.analysis.groups import GroupKind, Member, Role, TieGroup
 from tiecheck.model import TensorInfo
 from tiecheck.readers.tensor_data import TensorData
-from tiecheck.rules import Finding, Severity, finding
+from tiecheck.rules import Code, Finding, Severity, finding
 
 
 class Relation(str, Enum):
@@ -202,7 +202,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         if structural and tied is False and m.relation is Relation.DIVERGED:
             findings.append(
                 finding(
-                    "TC115",
+                    Code.ALIAS_UNTIED_BY_FLAG,
                     f"declared untied, and {m.name} differs from {reference.name}: transformers "
                     "5.x keeps both, but 4.x shares one module and loads only one of them",
                     keys=keys,
@@ -213,7 +213,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         if tied is True and m.relation is Relation.DUPLICATE:
             findings.append(
                 finding(
-                    "TC103",
+                    Code.TIED_DUPLICATE_COPY,
                     f"{m.name} is stored as an identical copy of {reference.name} although the "
                     f"model ties them: {m.nbytes:,} bytes wasted",
                     keys=keys,
@@ -224,7 +224,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         elif tied is True and m.relation is Relation.DIVERGED:
             findings.append(
                 finding(
-                    "TC102",
+                    Code.TIED_BUT_DIVERGED,
                     f"declared tied, but {m.name} and {reference.name} are stored with different "
                     f"values ({_diff_text(m.difference)}): transformers 4.x and vLLM silently keep "
                     f"one and discard the trained {what}",
@@ -235,7 +235,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         elif tied is True and m.relation is Relation.NOT_COMPARED:
             findings.append(
                 finding(
-                    "TC113",
+                    Code.TIED_COPY_NOT_COMPARED,
                     f"declared tied, but {m.name} is stored separately from {reference.name}; "
                     "values not compared (--no-data), so this is either wasted bytes or a "
                     "discarded trained head",
@@ -246,7 +246,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         elif tied is False and m.relation in (Relation.DUPLICATE, Relation.SHARED):
             findings.append(
                 finding(
-                    "TC105",
+                    Code.UNTIED_BUT_IDENTICAL,
                     f"declared untied, but {m.name} is identical to {reference.name}; the model "
                     "could be stored tied",
                     keys=keys,
@@ -262,7 +262,7 @@ def _unstored_aliases(result: GroupResult, unavailable: Collection[str]) -> list
         return []
     return [
         finding(
-            "TC116",
+            Code.UNTIED_ALIAS_MISSING,
             f"declared untied, and {m.name} is not stored: transformers 5.x unties it from "
             f"{result.members[0].name} and initialises it at random (4.x shares one module)",
             keys=[m.name, result.members[0].name],
@@ -294,7 +294,7 @@ def _group_findings(
     ):
         findings.append(
             finding(
-                "TC104",
+                Code.EMBEDDING_MISSING,
                 f"{head.name} is stored but the embedding it ties to ({embedding_side[0].name}) is "
                 "missing: transformers 4.x initialises the embedding at random, 5.x swaps source "
                 "and target, vLLM and mlx-lm fail to load",
@@ -310,7 +310,7 @@ def _group_findings(
     ):
         findings.append(
             finding(
-                "TC101",
+                Code.UNTIED_HEAD_MISSING,
                 f"declared untied, but {head.name} is not stored: "
                 "transformers initialises the head "
                 "at random (garbage output), vLLM and mlx-lm refuse to load",
@@ -348,14 +348,12 @@ def judge_groups(
     return results, findings
 
 
-INCONSISTENT_CODES = frozenset({"TC101", "TC102", "TC104", "TC117", "TC201"})
-
-
 def verdict(results: list[GroupResult], declared: DeclaredTie, findings: list[Finding]) -> Verdict:
     heads = [r for r in results if r.kind is GroupKind.HEAD]
     if not heads or not declared.has_lm_head:
         return Verdict.NOT_APPLICABLE
-    if any(f.code in INCONSISTENT_CODES and f.severity is Severity.ERROR for f in findings):
+    # rules flagged "inconsistent" (a head missing, a trained head re-tied away, ...)
+    if any(f.code.rule.inconsistent and f.severity is Severity.ERROR for f in findings):
         return Verdict.INCONSISTENT
     if declared.tied is not None:
         return Verdict.TIED if declared.tied else Verdict.UNTIED
@@ -363,3 +361,37 @@ def verdict(results: list[GroupResult], declared: DeclaredTie, findings: list[Fi
         m.relation in (Relation.DIVERGED, Relation.NOT_COMPARED) for r in heads for m in r.members
     )
     return Verdict.UNTIED if separate else Verdict.TIED
+
+
+def unexplained_duplicates(
+    sets: list[list[TensorInfo]], results: list[GroupResult]
+) -> list[Finding]:
+    """TC114 for identical tensors that no tie group explains.
+
+    A set is explained when one group holds all its names. Only the groups holding the set's
+    least grouped name are tried: the sets are disjoint, so this costs at most one look per
+    (name, group) membership, where testing every set against every group was quadratic.
+    """
+    holding: dict[str, list[frozenset[str]]] = {}
+    for group in {frozenset(r.group.all_names()) for r in results}:
+        for name in group:
+            holding.setdefault(name, []).append(group)
+    findings = []
+    for same in sets:
+        names = {t.name for t in same}
+        rarest = min((holding.get(n, []) for n in names), key=len)
+        if any(names <= g for g in rarest):
+            continue
+        keys = sorted(names)
+        wasted = same[0].nbytes * (len(same) - 1)
+        findings.append(
+            finding(
+                Code.IDENTICAL_TENSORS,
+                f"{len(keys)} tensors hold identical bytes ({', '.join(keys[:4])}"
+                f"{' ...' if len(keys) > 4 else ''}): {wasted:,} bytes stored more than once",
+                keys=keys,
+                file=same[0].file,
+                wasted_bytes=wasted,
+            )
+        )
+    return findings

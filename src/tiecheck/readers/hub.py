@@ -21,27 +21,33 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from tiecheck.errors import FormatError, SourceError
 from tiecheck.model import Checkpoint, SourceKind
+from tiecheck.readers.bytes import ByteSource, LocalFiles
 from tiecheck.readers.discover import PICKLE_SUFFIXES, Choice, FolderListing, choose
 from tiecheck.readers.hub_net import Limit, hub_timeout, limited, read_range
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
 from tiecheck.readers.load import load
 from tiecheck.readers.safetensors_format import SafetensorsHeader, header_length, parse_header
-from tiecheck.rules import Finding
+from tiecheck.readers.tensor_data import CHUNK_BYTES
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 FIRST_READ = 64 << 10
 """First range request per shard: holds the whole header of nearly every real file."""
 PARALLEL_READS = 8
-"""Concurrent range requests for ``RangeReader.fetch_many`` (a tensor's samples)."""
+"""Concurrent range requests for ``RangeReader.read_many`` (a tensor's samples)."""
 _FILE_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".json")
 """A path in a Hub URL ending like this names a file, not a folder."""
+
+
+Opened = tuple[Checkpoint, ByteSource]
+"""A checkpoint and the source of its bytes (close the source when done)."""
 
 
 @dataclass(frozen=True)
@@ -290,8 +296,11 @@ class RangeReader:
             self.transferred += len(data)
         return data
 
-    def __call__(self, name: str, start: int, length: int) -> bytes:
-        """Tensor bytes for ``TensorData``: a failure of one read is an ``OSError`` (a TC001
+    preferred_read = CHUNK_BYTES
+    """each read is a range request (two, with the Hub's redirect): fewer, larger ones."""
+
+    def read(self, name: str, start: int, length: int) -> bytes:
+        """Tensor bytes (``ByteSource``): a failure of one read is an ``OSError`` (a TC001
         finding); a stalled Hub (``HubTimeout``) stops the run."""
         try:
             return self._read(name, start, length)
@@ -300,19 +309,39 @@ class RangeReader:
         except Exception as e:  # httpx2 transport errors and HTTP errors are not OSErrors
             raise OSError(f"{name}: {type(e).__name__}: {_first_line(e)}") from e
 
-    def fetch_many(self, reads: list[tuple[str, int, int]]) -> list[bytes]:
+    def read_many(self, reads: Sequence[tuple[str, int, int]]) -> list[bytes]:
         """Several ``(name, start, length)`` ranges, requested concurrently (a round trip per
         request is what remote sampling costs; the bytes are the same)."""
         if len(reads) <= 1:
-            return [self(*read) for read in reads]
+            return [self.read(*read) for read in reads]
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=PARALLEL_READS)
-        return list(self._pool.map(lambda read: self(*read), reads))
+        return list(self._pool.map(lambda read: self.read(*read), reads))
 
-    def size(self, name: str) -> int | None:
+    def readinto(self, name: str, start: int, buffer: memoryview) -> None:
+        buffer[:] = self.read(name, start, len(buffer))
+
+    def file_size(self, name: str) -> int | None:
+        """The size the repository lists for ``name`` (None: no such file)."""
         return self._listing.size(name)
+
+    def size(self, name: str) -> int:
+        size = self._listing.size(name)
+        if size is None:
+            raise OSError(f"{name}: not in the repository")
+        return size
+
+    def holes(self, name: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+        return iter(())  # a repository's files are not known to have holes
+
+    def mapped(self, name: str, start: int, length: int) -> Any:
+        raise OSError(f"{name}: a remote file cannot be mapped (strided views are local only)")
+
+    @property
+    def bytes_transferred(self) -> int | None:
+        return self.transferred
 
     def prefetch_headers(self, names: list[str]) -> None:
         """The first read of each of these files, all at once: a repo of many shards then
@@ -324,7 +353,7 @@ class RangeReader:
             if size is not None and size >= 8 and name.endswith(".safetensors"):
                 reads.append((name, 0, min(size, FIRST_READ)))
         try:
-            for (name, _, _), data in zip(reads, self.fetch_many(reads)):
+            for (name, _, _), data in zip(reads, self.read_many(reads)):
                 self._heads[name] = data
         except SourceError:
             raise
@@ -344,6 +373,12 @@ class RangeReader:
         except Exception as e:
             raise _RemoteError(e) from e
         return parse_header(raw, size)
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -508,7 +543,20 @@ def _resolve(
     return str(info.sha), listing
 
 
-def _from_cache(ref: HubRef, base: Path | None, why: str) -> tuple[Checkpoint, list[Finding]]:
+def _cached(checkpoint: Checkpoint, ref: HubRef, commit: str, note: str) -> Opened:
+    """A checkpoint read from files in the Hub cache, as the repo it came from."""
+    checkpoint = replace(
+        checkpoint,
+        source=str(ref),
+        origin="hub-cache",
+        commit=commit,
+        notes=(*checkpoint.notes, note),
+        transferred=0,
+    )
+    return checkpoint, LocalFiles.of(checkpoint)
+
+
+def _from_cache(ref: HubRef, base: Path | None, why: str) -> Opened:
     """Read the snapshot the revision resolves to in the cache, without the Hub."""
     cached = _cached_snapshot(ref)
     if cached is None:
@@ -516,15 +564,12 @@ def _from_cache(ref: HubRef, base: Path | None, why: str) -> tuple[Checkpoint, l
             f"{ref}: the Hugging Face cache does not hold this revision's weights, and {why}"
         )
     folder, choice, commit = cached
-    checkpoint, findings = load(choice.plan(str(ref), folder), base=base)
-    checkpoint.source, checkpoint.origin, checkpoint.commit = str(ref), "hub-cache", commit
-    checkpoint.notes.append(
+    note = (
         f"read from the Hugging Face cache: {folder} (commit {commit}, what "
         f"{ref.revision or 'main'!r} pointed to when it was cached; {why}, so not checked "
         "against the Hub)"
     )
-    checkpoint.transferred = 0
-    return checkpoint, findings
+    return _cached(load(choice.plan(str(ref), folder), base=base), ref, commit, note)
 
 
 def _offline_reason(offline: bool) -> str | None:
@@ -545,7 +590,7 @@ def load_hub(
     base: Path | None = None,
     timeout: float | None = None,
     offline: bool = False,
-) -> tuple[Checkpoint, list[Finding]]:
+) -> Opened:
     """Read a Hub repo at the commit its revision points to now: from the cache when it holds
     that commit, else with range requests. Offline, from the commit the cache resolves it to.
 
@@ -571,14 +616,11 @@ def load_hub(
         root = _snapshot_root(ref, commit)
         present = [n for n in _needed(choice, root) if listing.is_file(n)]
         if all((root / n).is_file() for n in present):
-            checkpoint, findings = load(choice.plan(str(ref), root), base=base)
-            checkpoint.source, checkpoint.origin, checkpoint.commit = str(ref), "hub-cache", commit
-            checkpoint.notes.append(
+            note = (
                 f"read from the Hugging Face cache: {root} (commit {commit}, what "
                 f"{ref.revision or 'main'!r} points to on the Hub now)"
             )
-            checkpoint.transferred = 0
-            return checkpoint, findings
+            return _cached(load(choice.plan(str(ref), root), base=base), ref, commit, note)
         return _load_remote(ref, token, download, base, limit, commit, listing, choice)
 
 
@@ -591,7 +633,7 @@ def _load_remote(
     commit: str,
     listing: RepoListing,
     choice: Choice,
-) -> tuple[Checkpoint, list[Finding]]:
+) -> Opened:
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     root = _snapshot_root(ref, commit)
@@ -637,23 +679,25 @@ def _load_remote(
                     fetch(name)
         except Exception as e:
             raise _hub_error(e, ref, token) from e
-        checkpoint, findings = load(choice.plan(str(ref), root), base=base)
-        checkpoint.source, checkpoint.origin, checkpoint.commit = str(ref), "hub-cache", commit
-        checkpoint.notes.append(
+        note = (
             f"pickle weights downloaded into the Hugging Face cache ({_human(total)}): {root} "
             f"(commit {commit})"
         )
-        checkpoint.transferred = reader.transferred
-        return checkpoint, findings
+        checkpoint, files = _cached(load(choice.plan(str(ref), root), base=base), ref, commit, note)
+        return replace(checkpoint, transferred=reader.transferred), files
 
     try:
         reader.prefetch_headers(_needed(choice, root))
-        checkpoint, findings = load(choice.plan(str(ref), root), base=base, remote=reader)
+        checkpoint = load(choice.plan(str(ref), root), base=base, remote=reader)
     except _RemoteError as e:
+        reader.close()
         raise _hub_error(e.error, ref, token) from e.error
-    checkpoint.origin, checkpoint.commit = "hub", commit
-    checkpoint.notes.append(f"read from the Hub: {ref.repo_id} at commit {commit}")
-    return checkpoint, findings
+    except BaseException:
+        reader.close()
+        raise
+    note = f"read from the Hub: {ref.repo_id} at commit {commit}"
+    checkpoint = replace(checkpoint, origin="hub", commit=commit, notes=(*checkpoint.notes, note))
+    return checkpoint, reader
 
 
 _WEIGHT_LIKE = (*_FILE_SUFFIXES[:-1], ".index.json", ".gguf", ".onnx", ".h5", ".msgpack")

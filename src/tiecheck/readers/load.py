@@ -17,6 +17,8 @@ from tiecheck.model import (
     ConfigInfo,
     FileFormat,
     IndexInfo,
+    Problem,
+    ProblemKind,
     SourceKind,
     TensorInfo,
     WeightFile,
@@ -27,7 +29,6 @@ from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
 from tiecheck.readers.paths import outside_folder
 from tiecheck.readers.pickle_format import read_pickle
 from tiecheck.readers.safetensors_format import SafetensorsHeader, read_header
-from tiecheck.rules import Finding, finding
 
 
 def _display(path: Path, root: Path) -> str:
@@ -42,7 +43,7 @@ class RemoteFiles(Protocol):
     ranges by request. ``load`` reads the plan's weights through it instead of from disk;
     small files (index, configs) are always local paths."""
 
-    def size(self, name: str) -> int | None:
+    def file_size(self, name: str) -> int | None:
         """The file's size, or None when the source has no such file."""
         ...
 
@@ -50,16 +51,12 @@ class RemoteFiles(Protocol):
         """The validated safetensors header (raises FormatError when invalid)."""
         ...
 
-    def __call__(self, name: str, start: int, length: int) -> bytes:
-        """``length`` bytes from ``start`` (becomes ``Checkpoint.fetch``)."""
-        ...
-
 
 class _Loader:
     def __init__(self, plan: Plan, remote: RemoteFiles | None = None) -> None:
         self.plan = plan
         self.remote = remote
-        self.findings: list[Finding] = []
+        self.problems: list[Problem] = []
         self.files: dict[str, WeightFile] = {}
         self.tensors: list[TensorInfo] = []
         self.unreadable: set[str] = set()
@@ -67,8 +64,12 @@ class _Loader:
         self.config_unreadable = False
 
     def invalid(self, name: str, error: FormatError) -> None:
-        code = "TC002" if isinstance(error, UnsafePickleError) else "TC001"
-        self.findings.append(finding(code, f"{name}: {error}", file=name))
+        kind = (
+            ProblemKind.UNSAFE_PICKLE
+            if isinstance(error, UnsafePickleError)
+            else ProblemKind.INVALID_FILE
+        )
+        self.problems.append(Problem(kind, f"{name}: {error}", file=name))
         self.unreadable.add(name)
 
     def read_weight_file(self, path: Path, name: str) -> None:
@@ -97,7 +98,7 @@ class _Loader:
 
     def _read_remote(self, path: Path, name: str, is_pickle: bool) -> None:
         assert self.remote is not None
-        size = self.remote.size(name)
+        size = self.remote.file_size(name)
         try:
             if size is None:
                 raise FormatError("not found in the repository")
@@ -111,7 +112,7 @@ class _Loader:
         """Whether the shard exists (an error other than "not found", such as a name longer
         than the file system allows, is for ``read_weight_file`` to report)."""
         if self.remote is not None:
-            return self.remote.size(name) is not None
+            return self.remote.file_size(name) is not None
         try:
             return path.exists()
         except OSError:
@@ -126,13 +127,13 @@ class _Loader:
     def add_safetensors(self, name: str, path: Path, size: int, header: SafetensorsHeader) -> None:
         """Record a validated header (read locally or by a remote range request)."""
         for key in dict.fromkeys(header.duplicate_keys):
-            self.findings.append(
-                finding(
-                    "TC006",
+            self.problems.append(
+                Problem(
+                    ProblemKind.REPEATED_KEY,
                     f"{name}: tensor {key!r} appears more than once in the header; loaders keep "
                     "the last entry and silently drop the others",
-                    keys=[key],
                     file=name,
+                    keys=(key,),
                 )
             )
         self.files[name] = WeightFile(name, path, FileFormat.SAFETENSORS, size, header.metadata)
@@ -161,13 +162,13 @@ class _Loader:
             self.invalid(path.name, e)
             return None
         for key in dict.fromkeys(duplicates):
-            self.findings.append(
-                finding(
-                    "TC006",
+            self.problems.append(
+                Problem(
+                    ProblemKind.REPEATED_KEY,
                     f"{path.name}: key {key!r} appears more than once in the index; the last "
                     "entry wins",
-                    keys=[key],
                     file=path.name,
+                    keys=(key,),
                 )
             )
         return index
@@ -200,9 +201,9 @@ class _Loader:
     def missing_shard(self, index: IndexInfo, shard: str, name: str | None = None) -> None:
         self.unreadable.add(name or shard)
         listed = sum(1 for v in index.weight_map.values() if v == shard)
-        self.findings.append(
-            finding(
-                "TC003",
+        self.problems.append(
+            Problem(
+                ProblemKind.MISSING_SHARD,
                 f"{index.name} maps {listed} tensors to {shard!r}, which does not exist",
                 file=shard,
             )
@@ -220,20 +221,21 @@ class _Loader:
                 message = (
                     f"{name}: is a symbolic link to {outside}, outside the model folder; not read"
                 )
-                self.findings.append(finding("TC001", message, file=name))
-                self.config_unreadable = True
+                self.config_problem(name, message)
                 return None
         try:
             data, _ = read_json_file(path, max_bytes=MAX_CONFIG_BYTES)
         except FormatError as e:
-            self.findings.append(finding("TC001", f"{name}: {e}", file=name))
-            self.config_unreadable = True
+            self.config_problem(name, f"{name}: {e}")
             return None
         if not isinstance(data, dict):
-            self.findings.append(finding("TC001", f"{name}: not a JSON object", file=name))
-            self.config_unreadable = True
+            self.config_problem(name, f"{name}: not a JSON object")
             return None
         return ConfigInfo(name, path, data)
+
+    def config_problem(self, name: str, message: str) -> None:
+        self.problems.append(Problem(ProblemKind.INVALID_FILE, message, file=name))
+        self.config_unreadable = True
 
 
 def _adapter_info(path: Path, data: dict) -> AdapterInfo:
@@ -289,9 +291,7 @@ def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
     return Path(cached) if isinstance(cached, str) else None
 
 
-def load(
-    plan: Plan, *, base: Path | None = None, remote: RemoteFiles | None = None
-) -> tuple[Checkpoint, list[Finding]]:
+def load(plan: Plan, *, base: Path | None = None, remote: RemoteFiles | None = None) -> Checkpoint:
     """Read everything ``plan`` names; with ``remote``, its weight files are read through it
     (headers by range request) while index and config files are local paths."""
     loader = _Loader(plan, remote)
@@ -323,18 +323,17 @@ def load(
         config_path = base / "config.json" if _is_dir(base) else base
     in_folder = config_path is not None and config_path == plan.config
     config = loader.read_config(config_path, folder=plan.root if in_folder else None)
-    checkpoint = Checkpoint(
+    return Checkpoint(
         source=plan.source,
         root=plan.root,
         kind=plan.kind,
         files=loader.files,
-        tensors=loader.tensors,
+        tensors=tuple(loader.tensors),
         index=index,
         config=config,
         adapter=adapter,
-        notes=loader.notes,
-        unreadable=loader.unreadable,
+        notes=tuple(loader.notes),
+        problems=tuple(loader.problems),
+        unreadable=frozenset(loader.unreadable),
         config_unreadable=loader.config_unreadable,
-        fetch=remote,
     )
-    return checkpoint, loader.findings

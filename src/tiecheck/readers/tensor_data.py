@@ -1,34 +1,24 @@
-"""Bounded access to tensor bytes: memory, open descriptors and work, whatever a checkpoint claims.
+"""Tensors' bytes, read through a ``ByteSource`` with memory and work bounded, whatever a
+checkpoint claims.
 
-Deliberately not ``mmap``: pages of a mapped file count towards the process's resident set, so
-comparing two 4 GB tensors through a map would report gigabytes of RSS and can push a small CI
-machine into reclaim. ``pread`` into short-lived buffers keeps memory at a few chunks whatever
-the checkpoint size, and the page cache still makes repeated reads cheap.
-
-Descriptors: a sharded checkpoint can have thousands of files, more than the process may open
-(``ulimit -n`` is often 256 or 1024), so at most ``MAX_OPEN_FILES`` stay open, least recently
-used first to go; a caller that holds a descriptor across other calls pins it with ``opened``.
-
-Holes: a sparse file can claim gigabytes it does not store. ``regions`` asks the filesystem
-where the data is (``SEEK_DATA``/``SEEK_HOLE``) and reports holes as zero runs without reading
-them, so comparisons cost the bytes actually stored, not the bytes claimed.
+Bytes are read into short-lived (or reused) buffers, so memory stays at a few chunks whatever
+the checkpoint size. Holes: a sparse file can claim gigabytes it does not store; ``regions``
+asks the source where the data is and reports holes as zero runs without reading them, so
+comparisons cost the bytes actually stored, not the bytes claimed. Budget: a pickle's views
+that overlap one storage can claim terabytes from megabytes; ``claim`` holds comparisons to a
+multiple of the files' size.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from tiecheck.model import DTYPE_BITS, ByteSpan, Checkpoint, TensorInfo, element_extent
+from tiecheck.readers.bytes import MAX_OPEN_FILES, ByteSource, LocalFiles, short_read
 
 CHUNK_BYTES = 8 << 20
 SAMPLE_BYTES = 4096
-MAX_OPEN_FILES = 64
-"""Descriptors a ``TensorData`` keeps open at once (more only while pinned by ``opened``)."""
 BUDGET_SLACK = 1 << 30
 """Bytes a comparison may stream beyond ``BUDGET_FILES`` times the files' size (``claim``)."""
 BUDGET_FILES = 4
@@ -43,90 +33,41 @@ Region = tuple[int, Block | None]
 bytes the file does not store (a hole), which were not read."""
 
 
-def _close_all(fds: OrderedDict[str, int]) -> None:
-    while fds:
-        _, fd = fds.popitem(last=False)
-        with contextlib.suppress(OSError):  # close every one even if one fails
-            os.close(fd)
-
-
-def _short(file: str, start: int) -> OSError:
-    return OSError(errno.EIO, f"{file}: short read at byte {start} (file changed or truncated?)")
-
-
 class TensorData:
-    """Reads tensor bytes from a checkpoint's files (local, or remote through its ``fetch``),
-    counting what it reads."""
+    """Reads tensors' bytes from a ``ByteSource``, counting what it reads and holding every
+    comparison to a budget of the checkpoint's size."""
 
     def __init__(
         self,
-        checkpoint: Checkpoint,
+        source: ByteSource,
+        *,
+        files_size: int = 0,
         on_read: Callable[[int], None] | None = None,
-        max_open: int = MAX_OPEN_FILES,
     ):
-        self._files = checkpoint.files
-        self._fetch = checkpoint.fetch
-        self._fds: OrderedDict[str, int] = OrderedDict()
-        self._pins: dict[str, int] = {}
-        self._max_open = max(1, max_open)
-        # A reader dropped without ``close`` (an exception between creation and the caller's
-        # ``finally``) still closes its descriptors when it is collected.
-        weakref.finalize(self, _close_all, self._fds)
+        self.source = source
         self.bytes_read = 0
         self._on_read = on_read
-        self._budget = BUDGET_FILES * sum(f.size for f in self._files.values()) + BUDGET_SLACK
+        self._budget = BUDGET_FILES * files_size + BUDGET_SLACK
 
-    def __enter__(self) -> TensorData:
-        return self
+    @classmethod
+    def of(
+        cls,
+        checkpoint: Checkpoint,
+        source: ByteSource,
+        on_read: Callable[[int], None] | None = None,
+    ) -> TensorData:
+        """A reader of ``checkpoint``'s tensors, budgeted by its files' size."""
+        files_size = sum(f.size for f in checkpoint.files.values())
+        return cls(source, files_size=files_size, on_read=on_read)
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close every descriptor (a later read opens what it needs again)."""
-        _close_all(self._fds)
-
-    @property
-    def open_files(self) -> int:
-        """Descriptors open right now (at most ``max_open`` unless pinned beyond it)."""
-        return len(self._fds)
-
-    def _fd(self, file: str) -> int:
-        fd = self._fds.get(file)
-        if fd is not None:
-            self._fds.move_to_end(file)
-            return fd
-        while len(self._fds) >= self._max_open:
-            victim = next((f for f in self._fds if not self._pins.get(f)), None)
-            if victim is None:  # every open one is in use: exceed the cap, never close those
-                break
-            os.close(self._fds.pop(victim))
-        fd = os.open(self._files[file].path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        self._fds[file] = fd
-        return fd
-
-    def fileno(self, file: str) -> int:
-        """An open descriptor of a checkpoint file, valid until the next call on this reader
-        that opens another file (which may close it to stay under ``max_open``) or ``close``.
-
-        Use it at once (``os.fstat``); to keep it across other calls, use ``opened``.
-        """
-        return self._fd(file)
-
+    @classmethod
     @contextlib.contextmanager
-    def opened(self, file: str) -> Iterator[int]:
-        """A descriptor of ``file`` that stays open for the ``with`` block: pinned, so no
-        eviction closes it while it is in use, however many other files are read meanwhile."""
-        fd = self._fd(file)
-        self._pins[file] = self._pins.get(file, 0) + 1
-        try:
-            yield fd
-        finally:
-            left = self._pins[file] - 1
-            if left:
-                self._pins[file] = left
-            else:
-                del self._pins[file]
+    def reading(
+        cls, checkpoint: Checkpoint, max_open: int = MAX_OPEN_FILES
+    ) -> Iterator[TensorData]:
+        """A reader of a local checkpoint's files, closed with the ``with`` block."""
+        with LocalFiles.of(checkpoint, max_open) as files:
+            yield cls.of(checkpoint, files)
 
     def claim(self, *tensors: TensorInfo) -> bool:
         """Reserve the sizes of tensors about to be read in full for a comparison; False, and
@@ -152,23 +93,14 @@ class TensorData:
             self._on_read(nbytes)
 
     def _pread(self, file: str, start: int, length: int) -> bytes:
-        if self._fetch is not None:
-            data = self._fetch(file, start, length)
-        else:
-            data = os.pread(self._fd(file), length, start)
-        return self._counted(file, start, length, data)
-
-    def _counted(self, file: str, start: int, length: int, data: bytes) -> bytes:
-        if len(data) != length:
-            raise _short(file, start)
+        data = self.source.read(file, start, length)
         self.count(length)
         return data
 
     def _read_into(self, file: str, start: int, buffer: bytearray, n: int) -> Block:
         """``n`` bytes at ``start`` into ``buffer``: the buffer itself when it is filled, else
         a copy of its first ``n`` bytes (so every block compares with ``==`` by memcmp)."""
-        if os.preadv(self._fd(file), [memoryview(buffer)[:n]], start) != n:
-            raise _short(file, start)
+        self.source.readinto(file, start, memoryview(buffer)[:n])
         self.count(n)
         return buffer if n == len(buffer) else buffer[:n]
 
@@ -183,16 +115,16 @@ class TensorData:
         yield from self._strided_chunks(tensor, chunk)
 
     def blocks(self, tensor: TensorInfo, buffer: bytearray) -> Iterator[Block]:
-        """Like ``chunks``, but local contiguous bytes are read into ``buffer``, reused.
+        """Like ``chunks``, but contiguous bytes are read into ``buffer``, reused.
 
         Allocating a fresh multi-MiB ``bytes`` per read costs page faults and zeroing that
         dominate a comparison (measured: 5x slower than reusing two 1 MiB buffers). Each
-        yielded block is only valid until the next one.
+        yielded block is only valid until the next one. A source that prefers larger reads
+        (a remote one: each read is a range request) gets its preferred size instead.
         """
-        if self._fetch is not None:
-            # Remote: each read is an HTTP range request (two, with the Hub's redirect), so
-            # fewer, larger ones; two tensors compared both come this way, blocks still align.
-            yield from self.chunks(tensor, max(len(buffer), CHUNK_BYTES))
+        preferred = getattr(self.source, "preferred_read", 0)
+        if preferred > len(buffer):
+            yield from self.chunks(tensor, preferred)
             return
         if tensor.span is None:
             yield from self.chunks(tensor, len(buffer))
@@ -205,121 +137,98 @@ class TensorData:
         """The tensor's bytes in C order as ``(length, block)`` regions, holes not read.
 
         A region's ``block`` is None for a run of zeros the file does not store (a hole of a
-        sparse file, found with ``SEEK_DATA``/``SEEK_HOLE``); otherwise it holds the bytes,
-        read into ``buffer`` as in ``blocks`` (valid until the next region). Every boundary
-        falls on a multiple of ``ALIGN`` from the tensor's start (or at its end), and data is
-        cut on multiples of the buffer's size, so two dense tensors give aligned blocks.
+        sparse file, which the source reports); otherwise it holds the bytes, read into
+        ``buffer`` as in ``blocks`` (valid until the next region). Every boundary falls on a
+        multiple of ``ALIGN`` from the tensor's start (or at its end), and data is cut on
+        multiples of the buffer's size, so two dense tensors give aligned blocks.
 
         Work is bounded by what the file stores, not what it claims: two system calls per
         data extent, at most two ``ALIGN`` blocks of hole read per extent (rounding inward),
         and nothing for the holes themselves. A strided view that reaches only a hole is one
-        zero run; other strided views, remote files and filesystems without ``SEEK_DATA`` are
-        all data, as in ``blocks``.
+        zero run; other strided views, and sources that cannot tell holes, are all data.
         """
         size = len(buffer) - len(buffer) % ALIGN
         span = tensor.span
         if span is None and self._unstored_view(tensor):
             yield tensor.nbytes, None  # every element it can reach is in a hole: zeros
             return
-        if self._fetch is not None or span is None or span.length < ALIGN or size <= 0:
-            # no hole to find (remote, strided) or none worth the system calls (small)
+        preferred = getattr(self.source, "preferred_read", 0)
+        if span is None or span.length < ALIGN or size <= 0 or preferred > len(buffer):
+            # no hole to find (strided, remote) or none worth the system calls (small)
             for block in self.blocks(tensor, buffer):
                 yield len(block), block
             return
-        with self.opened(tensor.file) as fd:
-            if os.fstat(fd).st_size < span.end:
-                raise _short(tensor.file, span.start)
-            pos = 0
-            for hole_start, hole_end in self._holes(fd, span):
-                while pos < hole_start:  # the data before this hole, on the buffer's grid
-                    n = min(hole_start, (pos // size + 1) * size) - pos
-                    yield n, self._read_into(tensor.file, span.start + pos, buffer, n)
-                    pos += n
-                if hole_end > pos:
-                    yield hole_end - pos, None
-                    pos = hole_end
-            # A file truncated while its holes were looked up reads as one long hole: check.
-            if os.fstat(fd).st_size < span.end:
-                raise _short(tensor.file, span.start + pos)
+        if self.source.size(tensor.file) < span.end:
+            raise short_read(tensor.file, span.start)
+        pos = 0
+        for hole_start, hole_end in self._holes(tensor.file, span):
+            while pos < hole_start:  # the data before this hole, on the buffer's grid
+                n = min(hole_start, (pos // size + 1) * size) - pos
+                yield n, self._read_into(tensor.file, span.start + pos, buffer, n)
+                pos += n
+            if hole_end > pos:
+                yield hole_end - pos, None
+                pos = hole_end
+        # A file truncated while its holes were looked up reads as one long hole: check.
+        if self.source.size(tensor.file) < span.end:
+            raise short_read(tensor.file, span.start + pos)
 
     def _unstored_view(self, tensor: TensorInfo) -> bool:
         """Whether a strided view (a pickle's) reaches only zeros its file does not store.
 
         Its elements are gathered through a map of the storage, which pages in every byte
         they cover, holes too; a view over a storage that claims gigabytes and stores none
-        is recognised here with one ``SEEK_DATA`` and two reads of less than ``ALIGN`` (the
+        is recognised here with one look for data and two reads of less than ``ALIGN`` (the
         ends of the range share a block with stored bytes). A storage stored in part is
         gathered in full: which elements fall in holes is not worked out.
         """
-        storage, seek_data = tensor.storage, getattr(os, "SEEK_DATA", None)
+        storage = tensor.storage
         itemsize = DTYPE_BITS[tensor.dtype] // 8
-        if self._fetch is not None or storage is None or storage.span is None or not itemsize:
+        if storage is None or storage.span is None or not itemsize:
             return False
         start = storage.span.start + storage.offset * itemsize
         end = start + element_extent(tensor.shape, storage.stride) * itemsize
         inner_start, inner_end = -(-start // ALIGN) * ALIGN, end // ALIGN * ALIGN
-        if seek_data is None or inner_end <= inner_start or end > storage.span.end:
+        if inner_end <= inner_start or end > storage.span.end:
             return False
-        with self.opened(tensor.file) as fd:
-            if os.fstat(fd).st_size < end:
-                return False  # let the read report it
-            try:
-                if os.lseek(fd, inner_start, seek_data) < inner_end:
-                    return False
-            except OSError as e:
-                if e.errno != errno.ENXIO:  # ENXIO: no data from there to the end of the file
-                    return False
+        if self.source.size(tensor.file) < end:
+            return False  # let the read report it
+        first = next(self.source.holes(tensor.file, inner_start, inner_end), None)
+        if first != (inner_start, inner_end):
+            return False
         edges = self._pread(tensor.file, start, inner_start - start)
         edges += self._pread(tensor.file, inner_end, end - inner_end)
         return edges.count(0) == len(edges)
 
-    @staticmethod
-    def _holes(fd: int, span: ByteSpan) -> Iterator[tuple[int, int]]:
+    def _holes(self, file: str, span: ByteSpan) -> Iterator[tuple[int, int]]:
         """The holes of ``span``, relative to its start and rounded inward to ``ALIGN``,
         followed by an empty one at its end (so the data after the last hole is seen)."""
         length = span.length
-        seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
-        pos = span.start
-        while seek_data is not None and seek_hole is not None and pos < span.end:
-            try:
-                data = os.lseek(fd, pos, seek_data)
-            except OSError as e:
-                if e.errno != errno.ENXIO:  # EINVAL, ENOTSUP...: cannot tell, all data
-                    break
-                data = span.end  # no data at or after pos: a hole to the end of the file
-            if data > pos:
-                start, end = pos - span.start, min(data, span.end) - span.start
-                start = -(-start // ALIGN) * ALIGN
-                end = end if end == length else end // ALIGN * ALIGN
-                if end > start:
-                    yield start, end
-            if data >= span.end:
-                break
-            try:
-                hole = os.lseek(fd, data, seek_hole)
-            except OSError:
-                break
-            if data < pos or hole <= data:  # a filesystem answering nonsense: stop asking
-                break
-            pos = hole
+        for hole_start, hole_end in self.source.holes(file, span.start, span.end):
+            start, end = hole_start - span.start, hole_end - span.start
+            start = -(-start // ALIGN) * ALIGN
+            end = end if end == length else end // ALIGN * ALIGN
+            if end > start:
+                yield start, end
         yield length, length
 
     def _strided_view(self, tensor: TensorInfo):  # type: ignore[no-untyped-def]
-        """A numpy view of a non-contiguous pickled tensor over a read-only map of its storage."""
+        """A numpy view of a non-contiguous pickled tensor over a map of its storage.
+
+        The view is checked against the storage's span before numpy strides over it: a view
+        past its storage would read (and fault) outside the map. Readers already refuse such
+        views (``pickle_format.check_view``); this guards every other producer of records.
+        """
         import numpy as np
 
         storage = tensor.storage
         if storage is None or storage.span is None:
             raise OSError(f"{tensor.name}: bytes are not addressable (compressed record?)")
         itemsize = DTYPE_BITS[tensor.dtype] // 8
-        fd_path = self._files[tensor.file].path
-        whole = np.memmap(
-            fd_path,
-            dtype=np.uint8,
-            mode="r",
-            offset=storage.span.start,
-            shape=(storage.span.length,),
-        )
+        extent = storage.offset + element_extent(tensor.shape, storage.stride)
+        if not itemsize or extent * itemsize > storage.span.length:
+            raise OSError(f"{tensor.name}: view reaches past its storage; not read")
+        whole = self.source.mapped(tensor.file, storage.span.start, storage.span.length)
         flat = whole.view(f"V{itemsize}") if itemsize > 1 else whole
         view = np.lib.stride_tricks.as_strided(
             flat[storage.offset :],
@@ -395,12 +304,8 @@ class TensorData:
         starts = (0, size // 2 - SAMPLE_BYTES // 2, size - SAMPLE_BYTES)
         if tensor.span is None:
             return b"".join(self._strided_bytes(tensor, s, SAMPLE_BYTES) for s in starts)
-        fetch_many = getattr(self._fetch, "fetch_many", None)
-        if fetch_many is not None:  # remote: the three range requests at once, not in turn
-            reads = [(tensor.file, tensor.span.start + s, SAMPLE_BYTES) for s in starts]
-            return b"".join(
-                self._counted(*read, data) for read, data in zip(reads, fetch_many(reads))
-            )
-        return b"".join(
-            self._pread(tensor.file, tensor.span.start + s, SAMPLE_BYTES) for s in starts
-        )
+        # at once: a remote source asks for the three ranges concurrently, not in turn
+        reads = [(tensor.file, tensor.span.start + s, SAMPLE_BYTES) for s in starts]
+        data = self.source.read_many(reads)
+        self.count(SAMPLE_BYTES * len(reads))
+        return b"".join(data)

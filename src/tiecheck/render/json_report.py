@@ -95,7 +95,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 for f in ckpt.files.values()
             ],
             "unreadable": sorted(ckpt.unreadable),
-            "origin": ckpt.origin or "local",
+            "origin": ckpt.origin,
             "commit": ckpt.commit,
         },
         "config": config,

@@ -21,6 +21,7 @@ from tiecheck.api import Progress, inspect
 from tiecheck.errors import SourceError, TiecheckError
 from tiecheck.model import Checkpoint
 from tiecheck.options import ExitCode
+from tiecheck.readers.bytes import LocalFiles
 from tiecheck.readers.paths import existing_path, lstat_or_none
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.report import Report
@@ -263,8 +264,9 @@ def _write_and_commit(
     finals: list[str] = []
     notes: list[str] = []
     try:
-        with TensorData(checkpoint, on_read=progress.advance if progress else None) as data:
-            _write_all(plan, folder, in_place, data, progress, finals, notes)
+        with LocalFiles.of(checkpoint) as files:
+            data = TensorData.of(checkpoint, files, on_read=progress.advance if progress else None)
+            _write_all(plan, folder, in_place, Copier(files, data), progress, finals, notes)
             if _signature(checkpoint) != signature:
                 raise VerificationError("the source changed while fix was running; not committed")
     except BaseException as e:
@@ -335,14 +337,14 @@ def _write_all(
     plan: FixPlan,
     folder: Folder,
     in_place: bool,
-    data: TensorData,
+    copier: Copier,
     progress: Progress | None,
     finals: list[str],
     notes: list[str],
 ) -> None:
     """Write and verify every output under its temporary name; ``finals`` collects each
     final name as soon as its temporary may exist, so a failure can clean up all of them."""
-    copier = Copier(data)
+    data = copier.data
     if progress is not None:
         progress.stop()
         progress.start(plan.bytes_after * 3, "writing and verifying")

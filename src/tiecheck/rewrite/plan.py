@@ -21,6 +21,7 @@ from tiecheck.model import FileFormat, SourceKind, TensorInfo
 from tiecheck.readers.discover import ADAPTER_FILES, PICKLE_SUFFIXES
 from tiecheck.readers.paths import lstat_or_none, outside_folder
 from tiecheck.report import Report
+from tiecheck.rules import Code
 
 
 class FixRefused(TiecheckError):
@@ -149,7 +150,7 @@ class _Builder:
             t.span is None and (t.storage is None or t.storage.span is None) for t in ckpt.tensors
         ):
             raise FixRefused("some tensors are stored compressed inside the zip; cannot stream")
-        if any(f.code == "TC006" for f in self.report.findings):
+        if any(f.code is Code.TENSOR_STORED_TWICE for f in self.report.findings):
             raise FixRefused(
                 "a tensor name is stored more than once (TC006); decide which copy is right "
                 "before rewriting"

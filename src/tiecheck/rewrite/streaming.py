@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 
 from tiecheck.model import TensorInfo
+from tiecheck.readers.bytes import LocalFiles
 from tiecheck.readers.tensor_data import CHUNK_BYTES, TensorData
 from tiecheck.rewrite.folder import write_all
 from tiecheck.rewrite.plan import OutFile
@@ -107,12 +108,14 @@ def copy_range(
 class Copier:
     """Copies tensors' bytes from a checkpoint's files into an output descriptor."""
 
-    def __init__(self, data: TensorData) -> None:
+    def __init__(self, files: LocalFiles, data: TensorData) -> None:
+        self.files = files
         self.data = data
+        """counts what is copied (progress, ``bytes_read``) and reads strided views."""
 
     def tensor(self, t: TensorInfo, dst: int, dst_off: int) -> None:
         if t.span is not None:
-            with self.data.opened(t.file) as src:
+            with self.files.opened(t.file) as src:
                 copy_range(src, dst, t.span.start, dst_off, t.span.length, self.data.count)
             return
         for chunk in self.data.chunks(t):
@@ -120,14 +123,14 @@ class Copier:
             dst_off += len(chunk)
 
     def whole_file(self, file: str, dst: int) -> None:
-        with self.data.opened(file) as src:
+        with self.files.opened(file) as src:
             copy_range(src, dst, 0, 0, os.fstat(src).st_size, self.data.count)
 
 
 def write_file(fd: int, out: OutFile, copier: Copier) -> int:
     """Write ``out`` into the new, empty file open as ``fd`` and fsync it; returns its size."""
     if out.whole_copy_of is not None:
-        size = os.fstat(copier.data.fileno(out.whole_copy_of)).st_size
+        size = copier.files.size(out.whole_copy_of)
         _reserve(fd, size)
         copier.whole_file(out.whole_copy_of, fd)
     else:
