@@ -643,3 +643,63 @@ def test_strided_and_contiguous_chunks_line_up(tmp_path: Path, chunk: int) -> No
         assert [len(x) for x in a] == [len(x) for x in b]
         assert a == b
         assert data.sample(tensors["a"]) == data.sample(tensors["b"])
+
+
+# -- which mapping is the state dict --------------------------------------------------------
+
+
+def test_a_scalar_beside_the_state_dict_does_not_make_the_checkpoint_the_state_dict(
+    tmp_path: Path,
+) -> None:
+    """nanoGPT's ckpt.pt: {"model": ..., "optimizer": ..., "best_val_loss": tensor(1.5)}. The
+    0-d tensor at the top level must not hide the model; optimizer tensors are not weights."""
+    torch = pytest.importorskip("torch")
+    w = torch.randn(64, 16)
+    model = {"transformer.wte.weight": w, "lm_head.weight": w, "transformer.ln_f.weight": w[0]}
+    param = torch.nn.Parameter(w.clone())
+    optimizer = torch.optim.AdamW([param])
+    param.grad = torch.randn_like(param)
+    optimizer.step()
+    checkpoint = {
+        "model": model,
+        "optimizer": optimizer.state_dict(),
+        "model_args": {"n_layer": 1},
+        "iter_num": 5,
+        "best_val_loss": torch.tensor(1.5),
+    }
+    torch.save(checkpoint, tmp_path / "ckpt.pt")
+    report = tiecheck.inspect(tmp_path / "ckpt.pt")
+    assert {t.name for t in report.checkpoint.tensors} == set(model)
+    assert report.checkpoint.files["ckpt.pt"].container == "model"
+    assert report.verdict.value == "tied"
+    assert any("also holds tensors under (top level)" in n for n in report.notes)
+
+
+@pytest.mark.parametrize(
+    ("layout", "container"),
+    [
+        ({"state_dict": "M", "state_dict_ema": "M"}, "state_dict"),
+        ({"ema": "M", "optimizer": {"state": {0: {"exp_avg": "T"}}}}, "ema"),
+        ({"run": {"weights": "M"}, "epoch": 3}, "run.weights"),
+        ({"small": {"x": "T"}, "big": "M"}, "big"),
+    ],
+)
+def test_the_state_dict_is_the_known_container_or_the_largest_mapping(
+    tmp_path: Path, layout: dict, container: str
+) -> None:
+    torch = pytest.importorskip("torch")
+    model = {"a.weight": torch.randn(32, 8), "b.weight": torch.randn(32, 8)}
+
+    def build(value: object) -> object:
+        if value == "M":
+            return dict(model)
+        if value == "T":
+            return torch.randn(2)
+        if isinstance(value, dict):
+            return {k: build(v) for k, v in value.items()}
+        return value
+
+    torch.save(build(layout), tmp_path / "x.pt")
+    report = tiecheck.inspect(tmp_path / "x.pt")
+    assert report.checkpoint.files["x.pt"].container == container
+    assert {t.name for t in report.checkpoint.tensors} == set(model)

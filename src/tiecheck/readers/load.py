@@ -148,6 +148,13 @@ class _Loader:
         )
         if ckpt.container:
             self.notes.append(f"{name}: state dict read from the {ckpt.container!r} entry")
+        if ckpt.others:
+            self.notes.append(
+                f"{name}: also holds tensors under "
+                + ", ".join(ckpt.others[:5])
+                + (f" and {len(ckpt.others) - 5} more" if len(ckpt.others) > 5 else "")
+                + "; not read as the model's weights"
+            )
         if ckpt.prefix:
             self.notes.append(f"{name}: wrapper prefix {ckpt.prefix!r} removed from every key")
         self.tensors.extend(

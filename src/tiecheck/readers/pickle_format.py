@@ -137,7 +137,36 @@ CONTAINER_KEYS = (
     "net",
     "params",
     "weights",
+    "ema",
+    "model_ema",
+    "state_dict_ema",
+    "ema_state_dict",
 )
+"""Where trainers keep the model's state dict (Lightning, nanoGPT and torchtitan, DeepSpeed,
+common training scripts, EMA copies), in order of preference when several hold tensors."""
+CONTAINER_DEPTH = 3
+"""Levels of nested mappings searched for the state dict."""
+TRAINING_STATE_KEYS = frozenset(
+    {
+        "optimizer",
+        "optimizers",
+        "optimizer_states",
+        "optimizer_state_dict",
+        "optim",
+        "opt",
+        "opt_state",
+        "lr_scheduler",
+        "lr_schedulers",
+        "scheduler",
+        "scaler",
+        "grad_scaler",
+        "rng_state",
+        "rng_states",
+        "loops",
+        "callbacks",
+    }
+)
+"""Keys whose contents are training state, never the model's weights."""
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.")
 
 
@@ -779,6 +808,8 @@ class PickleCheckpoint:
     entries: list[PickleEntry]
     container: str | None
     prefix: str
+    others: tuple[str, ...] = ()
+    """other mappings in the file that also hold tensors (not read as the model's)."""
 
 
 def _is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
@@ -790,26 +821,82 @@ def _is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     return True
 
 
-def _find_state_dict(obj: Any, pickle_bytes: int) -> tuple[dict[str, PickledTensor], str | None]:
-    """Locate the tensors in a checkpoint object; returns them with the container path used."""
-    if isinstance(obj, dict):
-        direct = {
-            k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, PickledTensor)
-        }
-        if direct:
-            return direct, None
-        for key in CONTAINER_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, dict):
-                found = {
-                    k: v
-                    for k, v in inner.items()
-                    if isinstance(k, str) and isinstance(v, PickledTensor)
-                }
-                if found:
-                    return found, key
-    flat = _flatten(obj, pickle_bytes)
-    return flat, "(nested)" if flat else None
+@dataclass(frozen=True)
+class _Candidate:
+    path: str
+    """the keys leading to the mapping, dotted ("" for the top level)."""
+    tensors: dict[str, PickledTensor]
+    nbytes: int
+
+
+def _tensor_bytes(tensors: dict[str, PickledTensor]) -> int:
+    return sum(math.prod(t.shape) * DTYPE_BITS[t.dtype] // 8 for t in tensors.values())
+
+
+def _direct_tensors(mapping: dict[Any, Any]) -> dict[str, PickledTensor]:
+    return {k: v for k, v in mapping.items() if isinstance(k, str) and isinstance(v, PickledTensor)}
+
+
+def _candidates(obj: Any, pickle_bytes: int) -> list[_Candidate]:
+    """Every mapping with tensors at its top, to ``CONTAINER_DEPTH`` levels below the pickled
+    object, never under training state (optimizer, scheduler, scaler): each container entered
+    once by identity, and the entries looked at counted against the pickle's budget."""
+    budget = _Budget(pickle_bytes, "look at more than {:,} container entries")
+    found: list[_Candidate] = []
+    entered: set[int] = set()
+    queue: list[tuple[Any, str, int]] = [(obj, "", 0)]
+    while queue:
+        mapping, path, depth = queue.pop(0)
+        if not isinstance(mapping, dict) or id(mapping) in entered:
+            continue
+        entered.add(id(mapping))
+        budget.spend(len(mapping))
+        tensors = _direct_tensors(mapping)
+        if tensors:
+            found.append(_Candidate(path, tensors, _tensor_bytes(tensors)))
+        if depth >= CONTAINER_DEPTH:
+            continue
+        for key, value in mapping.items():
+            if isinstance(key, str) and isinstance(value, dict) and key not in TRAINING_STATE_KEYS:
+                queue.append((value, f"{path}.{key}" if path else key, depth + 1))
+    return found
+
+
+def _find_state_dict(obj: Any, pickle_bytes: int) -> _Found:
+    """Locate the model's tensors in a checkpoint object, the way a user would.
+
+    A known container key (``state_dict``, ``model``, ``module``, ``ema``...) holding tensors
+    wins; otherwise the mapping with the most tensor bytes. Training state (optimizer,
+    scheduler, scaler) is never weights, and a handful of scalars beside the real state dict
+    (nanoGPT's ``best_val_loss``, a 0-d tensor at the top level) never makes the whole
+    checkpoint count as the state dict. Returns the tensors, the container used, and the
+    other mappings that also hold tensors (so the report can say what was not read).
+    """
+    candidates = _candidates(obj, pickle_bytes)
+    if not candidates:
+        flat = _flatten(obj, pickle_bytes)
+        return _Found(flat, "(nested)" if flat else None, ())
+    known = [c for c in candidates if c.path in CONTAINER_KEYS]
+    largest = max(candidates, key=lambda c: c.nbytes)
+    chosen = largest
+    if known:
+        best = min(known, key=lambda c: CONTAINER_KEYS.index(c.path))
+        # a known container holding at least half of what the largest mapping holds
+        if 2 * best.nbytes >= largest.nbytes:
+            chosen = best
+    others = tuple(
+        f"{c.path or '(top level)'} ({len(c.tensors)} tensor(s))"
+        for c in candidates
+        if c is not chosen
+    )
+    return _Found(chosen.tensors, chosen.path or None, others)
+
+
+@dataclass(frozen=True)
+class _Found:
+    tensors: dict[str, PickledTensor]
+    container: str | None
+    others: tuple[str, ...]
 
 
 def _key_text(key: object) -> str:
@@ -1008,7 +1095,7 @@ def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
         raise FormatError(f"cannot read data.pkl: {_message(e)}") from e
     obj, unpickler = _unpickle(io.BytesIO(raw), legacy=False, limit=len(raw))
-    tensors, container = _find_state_dict(obj, len(raw))
+    found = _find_state_dict(obj, len(raw))
     records = {i.filename: i for i in infos}
     starts: dict[str, int | None] = {}
     for key, storage in unpickler.storages.items():
@@ -1024,8 +1111,8 @@ def _read_zip(path: Path, f: BinaryIO) -> PickleCheckpoint:
             )
         stored = info.compress_type == zipfile.ZIP_STORED
         starts[key] = _record_span(info, f).start if stored else None
-    entries, prefix = _entries(tensors, starts, container)
-    return PickleCheckpoint(FileFormat.PYTORCH_ZIP, entries, container, prefix)
+    entries, prefix = _entries(found.tensors, starts, found.container)
+    return PickleCheckpoint(FileFormat.PYTORCH_ZIP, entries, found.container, prefix, found.others)
 
 
 def _check_compression(info: zipfile.ZipInfo) -> None:
@@ -1134,6 +1221,8 @@ def _read_legacy(f: BinaryIO, file_size: int) -> PickleCheckpoint:
     for view_key, view in unpickler.views.items():  # inside their roots (checked when read)
         root_start = starts[view.root]
         starts[view_key] = None if root_start is None else root_start + view.offset
-    tensors, container = _find_state_dict(obj, pickle_bytes)
-    entries, prefix = _entries(tensors, starts, container)
-    return PickleCheckpoint(FileFormat.PYTORCH_LEGACY, entries, container, prefix)
+    found = _find_state_dict(obj, pickle_bytes)
+    entries, prefix = _entries(found.tensors, starts, found.container)
+    return PickleCheckpoint(
+        FileFormat.PYTORCH_LEGACY, entries, found.container, prefix, found.others
+    )
