@@ -229,7 +229,7 @@ def test_nested_fixture_end_to_end(fixtures_dir: Path) -> None:
     }
     (group,) = report.tie_groups
     assert group.group.names == ("model.language_model.embed_tokens.weight", "lm_head.weight")
-    assert group.state.value == "diverged"
+    assert group.state.value == "distinct"
     assert report.verdict.value == "untied"
 
 

@@ -73,7 +73,7 @@ def test_the_whole_analysis_of_a_diverged_head_in_memory() -> None:
     assert report.verdict.value == "inconsistent"
     assert [f.code.value for f in report.findings] == ["TC102"]
     (group,) = report.tie_groups
-    assert group.state.value == "diverged"
+    assert group.state.value == "distinct"
 
 
 def test_a_short_file_in_memory_is_a_finding_not_a_crash() -> None:

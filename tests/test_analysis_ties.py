@@ -45,10 +45,10 @@ def folder_with(tmp_path: Path, *, tied: bool, head: str, embedding: bool = True
 MATRIX = [
     (True, "absent", GroupState.DEDUPLICATED, set(), Verdict.TIED),
     (True, "identical", GroupState.DUPLICATE, {"TC103"}, Verdict.TIED),
-    (True, "diverged", GroupState.DIVERGED, {"TC102"}, Verdict.INCONSISTENT),
+    (True, "diverged", GroupState.DISTINCT, {"TC102"}, Verdict.INCONSISTENT),
     (False, "absent", GroupState.DEDUPLICATED, {"TC101"}, Verdict.INCONSISTENT),
     (False, "identical", GroupState.DUPLICATE, {"TC105"}, Verdict.UNTIED),
-    (False, "diverged", GroupState.DIVERGED, set(), Verdict.UNTIED),
+    (False, "diverged", GroupState.DISTINCT, set(), Verdict.UNTIED),
 ]
 
 
@@ -126,11 +126,12 @@ def test_diverged_stats_match_an_independent_computation(tmp_path: Path, dtype: 
 
     report = tiecheck.inspect(tmp_path)
     (group,) = report.tie_groups
-    assert group.state is GroupState.DIVERGED
+    assert group.state is GroupState.DISTINCT
     assert group.max_abs_diff == expected_max
     assert group.differing_fraction == pytest.approx(expected_fraction, abs=0)
     (tc102,) = findings_with(report, "TC102")
-    assert f"{expected_fraction:.1%} of elements differ" in tc102.message
+    differing = int(bits_differ.sum())
+    assert f"{differing:,} of {bits_differ.numel():,} elements differ" in tc102.message
     assert f"max |diff| {expected_max:.4g}" in tc102.message
 
 
@@ -150,7 +151,7 @@ def test_identical_samples_but_different_bytes_are_not_a_duplicate(
     model_folder(tmp_path, tensors, {**QWEN2, "tie_word_embeddings": True})
     report = tiecheck.inspect(tmp_path)
     (group,) = report.tie_groups
-    assert group.state is GroupState.DIVERGED
+    assert group.state is GroupState.DISTINCT
     assert group.differing_fraction == pytest.approx(1 / emb.size)
     assert group.max_abs_diff == pytest.approx(0.25)
     assert report.duplicates == []
@@ -190,8 +191,8 @@ def mlx_member(seed: int) -> dict[str, np.ndarray]:
     ("differs", "state", "code"),
     [
         (None, GroupState.DUPLICATE, "TC103"),
-        ("scales", GroupState.DIVERGED, "TC102"),
-        ("weight", GroupState.DIVERGED, "TC102"),
+        ("scales", GroupState.DISTINCT, "TC102"),
+        ("weight", GroupState.DISTINCT, "TC102"),
     ],
 )
 def test_quantised_tie_compares_weight_and_sidecars(
@@ -293,7 +294,7 @@ def test_t5_fixture_aliases_are_tied_whatever_the_flag(fixtures_dir: Path) -> No
         "shared.weight": "reference",
         "encoder.embed_tokens.weight": "duplicate",
         "decoder.embed_tokens.weight": "duplicate",
-        "lm_head.weight": "diverged",
+        "lm_head.weight": "distinct",
     }
     tc103 = findings_with(report, "TC103")
     assert sorted(f.keys[1] for f in tc103) == [
@@ -312,7 +313,7 @@ def test_one_shard_holding_a_shared_head_as_a_float_copy(tmp_path: Path) -> None
     (tmp_path / "config.json").write_text('{"model_type": "qwen2", "tie_word_embeddings": true}')
     report = tiecheck.inspect(tmp_path)
     (group,) = report.tie_groups
-    assert group.state is GroupState.DIVERGED
+    assert group.state is GroupState.DISTINCT
     assert "TC103" not in codes(report)
     assert "TC102" in codes(report)
 
@@ -346,3 +347,82 @@ def test_writers_that_keep_the_alphabetically_first_name(tmp_path: Path, writer:
     assert report.checkpoint.files["model.safetensors"].metadata[EMB] == HEAD
     assert serious(report) == {"TC104"}  # the record itself is accurate: no TC108
     assert report.verdict is Verdict.INCONSISTENT
+
+
+# -- exact counts, tolerance, constant tensors, unknown members ----------------------------
+
+
+def test_a_head_one_element_off_is_counted_exactly_and_tolerance_decides(tmp_path: Path) -> None:
+    tensors = decoder_arrays(5, head=None)
+    head = tensors[EMB].copy()
+    head[7, 3] += np.float32(1e-6)
+    tensors[HEAD] = head
+    folder = model_folder(tmp_path, tensors, {**QWEN2, "tie_word_embeddings": True})
+    strict = tiecheck.inspect(folder)  # default rtol 1e-5 of a ~0.02 value: 2e-7 allowed
+    (tc102,) = findings_with(strict, "TC102")
+    assert f"1 of {head.size:,} elements differ" in tc102.message
+    assert "0.0%" not in tc102.message
+    loose = tiecheck.inspect(folder, rtol=1e-3)
+    (group,) = loose.tie_groups
+    assert group.state is GroupState.CLOSE
+    assert serious(loose) == {"TC103"}
+    (tc103,) = findings_with(loose, "TC103")
+    assert "numerically identical copy (1 of" in tc103.message
+    assert loose.verdict is Verdict.TIED
+
+
+def test_integer_tensors_get_no_tolerance(tmp_path: Path) -> None:
+    """A packed quantised weight one unit off is another value, whatever --rtol says."""
+    tensors = decoder_arrays(6, head=None)
+    emb = (np.arange(VOCAB * HIDDEN, dtype=np.int32) * 1000).reshape(VOCAB, HIDDEN)
+    head = emb.copy()
+    head[0, 1] += 1
+    tensors[EMB], tensors[HEAD] = emb, head
+    folder = model_folder(tmp_path, tensors, {**QWEN2, "tie_word_embeddings": True})
+    report = tiecheck.inspect(folder, rtol=0.5)
+    assert report.tie_groups[0].state is GroupState.DISTINCT
+    assert "TC102" in codes(report)
+
+
+def test_constant_tensors_are_not_reported_as_stored_twice(tmp_path: Path) -> None:
+    """Every freshly initialised model has norms of ones and zero biases: equal by construction."""
+    tensors = decoder_arrays(7, head=None)
+    for i in range(2):
+        tensors[f"model.layers.{i}.input_layernorm.weight"] = np.ones(HIDDEN, np.float32)
+        tensors[f"model.layers.{i}.mlp.bias"] = np.zeros(HIDDEN, np.float32)
+    same = np.random.default_rng(1).standard_normal(HIDDEN).astype(np.float32)
+    tensors["model.layers.0.extra.weight"] = same
+    tensors["model.layers.1.extra.weight"] = same.copy()
+    folder = model_folder(tmp_path, tensors, {**QWEN2, "tie_word_embeddings": True})
+    report = tiecheck.inspect(folder)
+    assert report.duplicates is not None and len(report.duplicates) == 3  # all found equal
+    (tc114,) = findings_with(report, "TC114")  # only the non-constant pair is reported
+    assert set(tc114.keys) == {"model.layers.0.extra.weight", "model.layers.1.extra.weight"}
+
+
+def test_a_healthy_untied_head_is_in_neutral_words(tmp_path: Path) -> None:
+    report = tiecheck.inspect(folder_with(tmp_path, tied=False, head="diverged"))
+    (group,) = report.tie_groups
+    assert group.state is GroupState.DISTINCT
+    from core_helpers import run_cli
+
+    table = run_cli("inspect", tmp_path)
+    assert "(own values)" in table.stdout
+    assert "diverged" not in table.stdout and "differs" not in table.stdout
+
+
+def test_a_head_in_a_missing_shard_is_unknown_not_deduplicated(tmp_path: Path) -> None:
+    from core_helpers import write_config, write_index
+
+    tensors = decoder_arrays(8, head=None)
+    tensors[HEAD] = tensors[EMB] * 2
+    save_numpy(tmp_path / "model-00001-of-00002.safetensors", {EMB: tensors.pop(EMB)})
+    weight_map = {EMB: "model-00001-of-00002.safetensors", HEAD: "model-00002-of-00002.safetensors"}
+    write_index(tmp_path, weight_map, 0)
+    write_config(tmp_path, **LLAMA, tie_word_embeddings=False)
+    report = tiecheck.inspect(tmp_path)
+    (group,) = report.tie_groups
+    assert group.state is GroupState.UNKNOWN
+    head = next(m for m in group.members if m.name == HEAD)
+    assert head.relation.value == "unavailable"
+    assert "TC003" in codes(report) and "TC101" not in codes(report)

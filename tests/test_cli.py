@@ -140,7 +140,7 @@ def test_json_document_fields_and_values(fixtures_dir: Path) -> None:
 
     (group,) = doc["tie_groups"]
     assert group["members"] == ["model.embed_tokens.weight", "lm_head.weight"]
-    assert group["state"] == "diverged"
+    assert group["state"] == "distinct"
     assert group["declared"] is True
     assert group["stored_members"] == group["members"]
     # 8 of 64 rows were shifted by 0.5 when the fixture was generated

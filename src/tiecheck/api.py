@@ -10,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from tiecheck.analysis.compare import comparison_plan, identical_sets, physical_key
+from tiecheck.analysis.compare import (
+    DEFAULT_TOLERANCE,
+    Tolerance,
+    comparison_plan,
+    identical_sets,
+    physical_key,
+)
 from tiecheck.analysis.declared import declared_tie
 from tiecheck.analysis.groups import find_groups
 from tiecheck.analysis.integrity import (
@@ -60,6 +66,8 @@ def inspect(
     download: bool = False,
     timeout: float | None = None,
     offline: bool = False,
+    rtol: float = DEFAULT_TOLERANCE.rtol,
+    atol: float = DEFAULT_TOLERANCE.atol,
 ) -> Report:
     """Inspect a checkpoint (file, index, model folder or PEFT adapter) for tie problems.
 
@@ -71,6 +79,8 @@ def inspect(
     revision; ``revision``, ``token`` and ``download`` (fetch pickle-only repos into the
     cache) apply there, and ``timeout`` (seconds a Hub request may go unanswered; default
     ``TIECHECK_HUB_TIMEOUT`` or 30) and ``offline`` (the cache only, no request).
+    ``rtol``/``atol``: a head within ``atol + rtol * |embedding|`` of the embedding in every
+    element is a numerically identical copy, not a trained head (``numpy.allclose``'s rule).
     Raises ``SourceError`` only when the source cannot be opened at all; everything wrong
     inside it is a finding.
     """
@@ -84,7 +94,14 @@ def inspect(
         offline=offline,
     )
     with files:
-        return analyse(checkpoint, files, no_data=no_data, expect=expect, progress=progress)
+        return analyse(
+            checkpoint,
+            files,
+            no_data=no_data,
+            expect=expect,
+            progress=progress,
+            tolerance=Tolerance(rtol, atol),
+        )
 
 
 def analyse(
@@ -94,6 +111,7 @@ def analyse(
     no_data: bool = False,
     expect: str | None = None,
     progress: Progress | None = None,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> Report:
     """Every analysis of an opened checkpoint; tensor bytes are read from ``files`` (any
     ``ByteSource``: files on disk, a Hub repo, bytes in memory)."""
@@ -139,12 +157,13 @@ def analyse(
         data if sets is not None else None,
         judge_storage=not is_adapter,
         unavailable=_unavailable(checkpoint),
+        tolerance=tolerance,
     )
     findings += group_findings
     if is_adapter and checkpoint.adapter is not None:
         findings += adapter_findings(checkpoint.adapter, declared, results)
     if sets is not None:
-        findings += unexplained_duplicates(sets, results)
+        findings += unexplained_duplicates(sets, results, data)
 
     result = verdict(results, declared, findings)
     if expect is not None and result is not Verdict(expect):

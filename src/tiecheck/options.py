@@ -84,6 +84,9 @@ class Options:
     """Hub sources: access token (default: the library's, from HF_TOKEN or the login)."""
     download: bool = False
     """Hub sources with only pickles: download them into the cache to inspect them."""
+    rtol: float = 1e-5
+    """values within ``atol + rtol * |embedding|`` count as numerically identical."""
+    atol: float = 1e-8
     timeout: float | None = None
     """Hub sources: seconds a request may go unanswered (default: TIECHECK_HUB_TIMEOUT, 30)."""
     offline: bool = False

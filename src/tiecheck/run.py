@@ -144,6 +144,8 @@ def check(
                 download=options.download,
                 timeout=options.timeout,
                 offline=options.offline,
+                rtol=options.rtol,
+                atol=options.atol,
             )
         except TiecheckError as e:
             outcomes.append(Outcome(str(source), policy, error=str(e)))

@@ -96,6 +96,36 @@ def _equal(a: TensorInfo, b: TensorInfo, data: TensorData) -> bool:
     return True
 
 
+def is_constant(t: TensorInfo, data: TensorData) -> bool:
+    """Whether every element of ``t`` holds the same bits (a norm of ones, a bias of zeros).
+
+    Streamed, stopping at the first block that breaks the pattern (at once, for a trained
+    tensor); holes count as zeros without being read. Budgeted like every comparison: past the
+    budget the answer is "not constant", which keeps the finding.
+    """
+    itemsize = DTYPE_BITS[t.dtype] // 8
+    if t.nbytes == 0 or not itemsize or not data.claim(t):
+        return False
+    first: bytes | None = None
+    pattern = b""
+    for _n, block in data.regions(t, _buffer(t)):
+        if block is None:  # a hole: zeros, not read and not built
+            if first is None:
+                first = bytes(itemsize)
+            if first.count(0) != itemsize:
+                return False
+            continue
+        chunk = bytes(block)
+        if first is None:
+            first = chunk[:itemsize]
+        if not pattern:
+            pattern = first * (BLOCK // itemsize)
+        repeated = (pattern * (len(chunk) // len(pattern) + 1))[: len(chunk)]
+        if len(chunk) % itemsize or chunk != repeated:
+            return False
+    return True
+
+
 def _digest(t: TensorInfo, data: TensorData) -> bytes:
     """A digest of the tensor's bytes that does not depend on how zeros are stored.
 
@@ -161,17 +191,54 @@ def identical_sets(tensors: Iterable[TensorInfo], data: TensorData) -> list[list
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """When two differing tensors still count as numerically identical: every element within
+    ``atol + rtol * |reference|`` (``numpy.allclose``'s rule and defaults). Such copies are
+    the same model to every loader; a trained head differs far more."""
+
+    rtol: float = 1e-5
+    atol: float = 1e-8
+
+    def describe(self) -> str:
+        return f"--rtol {self.rtol:g} --atol {self.atol:g}"
+
+
+DEFAULT_TOLERANCE = Tolerance()
+
+
+@dataclass(frozen=True)
 class Difference:
     differing: int
     """elements whose bits differ."""
     numel: int
     max_abs_diff: float | None
     """None for dtypes tiecheck does not decode numerically (fp8, fp4, complex)."""
+    outside: int | None = None
+    """differing elements outside the tolerance; None when the values cannot be decoded (then
+    every differing element counts as outside)."""
+    tolerance: Tolerance = DEFAULT_TOLERANCE
 
     @property
     def fraction(self) -> float:
         return self.differing / self.numel if self.numel else 0.0
 
+    @property
+    def within_tolerance(self) -> bool:
+        """Numerically identical: some bits differ, no value differs beyond the tolerance."""
+        return self.outside == 0
+
+    def describe(self) -> str:
+        """Exact counts: "3 of 1,024 elements differ (max |diff| 1e-06)"."""
+        text = f"{self.differing:,} of {self.numel:,} elements differ"
+        if self.max_abs_diff is not None:
+            text += f", max |diff| {self.max_abs_diff:.4g}"
+        if self.outside is not None and self.outside != self.differing:
+            text += f", {self.outside:,} beyond {self.tolerance.describe()}"
+        return text
+
+
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+"""Dtypes whose values a tolerance applies to."""
 
 _NUMPY_DTYPES = {
     "F16": "<f2",
@@ -201,9 +268,16 @@ def _decode(raw: bytes, dtype: str):  # type: ignore[no-untyped-def]
     return values.astype(np.float64) if values.dtype.kind in "iub" else values
 
 
-def difference(a: TensorInfo, b: TensorInfo, data: TensorData) -> Difference | None:
-    """Element-wise difference of two tensors of one dtype and shape, streamed; else None
-    (also when reading them would pass the checkpoint's budget, see ``TensorData.claim``).
+def difference(
+    a: TensorInfo,
+    b: TensorInfo,
+    data: TensorData,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
+) -> Difference | None:
+    """Element-wise difference of ``a`` from the reference ``b`` (one dtype and shape),
+    streamed; else None (also when reading them would pass the checkpoint's budget, see
+    ``TensorData.claim``). Counts exactly the elements that differ and those beyond
+    ``tolerance``.
 
     Regions are compared in step: hole against hole is skipped unread, a hole against data is
     compared with zeros, so the work is the bytes stored, not the bytes claimed."""
@@ -214,6 +288,7 @@ def difference(a: TensorInfo, b: TensorInfo, data: TensorData) -> Difference | N
     bits = DTYPE_BITS[a.dtype]
     width = bits // 8 if bits % 8 == 0 else 1  # sub-byte dtypes: count differing bytes
     differing = 0
+    outside: int | None = 0
     max_abs: float | None = None if _decode(b"", a.dtype) is None else 0.0
     for n, x_or_hole, y_or_hole in _both(data, a, b):
         if x_or_hole is None and y_or_hole is None:
@@ -225,13 +300,25 @@ def difference(a: TensorInfo, b: TensorInfo, data: TensorData) -> Difference | N
         differing += int(np.count_nonzero(unequal.reshape(-1, width).any(axis=1)))
         xs, ys = _decode(x, a.dtype), _decode(y, a.dtype)
         if xs is None or max_abs is None:
-            max_abs = None
+            max_abs = outside = None
             continue
         with np.errstate(invalid="ignore", over="ignore"):
-            delta = np.abs(xs.astype(np.float64) - ys.astype(np.float64))
+            ref = ys.astype(np.float64)
+            delta = np.abs(xs.astype(np.float64) - ref)
+            if a.dtype in FLOAT_DTYPES:
+                allowed = tolerance.atol + tolerance.rtol * np.abs(ref)
+            else:  # integers (packed quantised weights, indices): any change is a change
+                allowed = np.zeros_like(ref)
+            # NaN or inf against a number (or the other sign's inf) is beyond any tolerance;
+            # bitwise-equal elements (NaN against the same NaN) were not counted as differing
+            beyond = ~(delta <= allowed) & (unequal.reshape(-1, width).any(axis=1))
+        if outside is not None:
+            outside += int(np.count_nonzero(beyond))
         finite = delta[np.isfinite(delta)]
         if finite.size:
             max_abs = max(max_abs, float(finite.max()))
         if finite.size != delta.size:
             max_abs = float("inf") if np.isinf(delta).any() else max_abs
-    return Difference(differing, a.numel, max_abs)
+    return Difference(
+        differing, a.numel, max_abs, outside if max_abs is not None else None, tolerance
+    )

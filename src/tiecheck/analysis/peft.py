@@ -27,7 +27,7 @@ def adapter_findings(
         head = result.members[-1]
         if embedding is None or not head.stored or head.relation is Relation.SHARED:
             continue
-        diverged = head.relation is Relation.DIVERGED
+        diverged = head.relation is Relation.DISTINCT
         findings.append(
             finding(
                 Code.ADAPTER_UNTIED_COPIES,

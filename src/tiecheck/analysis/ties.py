@@ -1,8 +1,10 @@
 """Judge each tie group: how it is stored, whether that matches the declaration, and the verdict.
 
 Storage state and judgement are kept apart on purpose: ``state`` says what is on disk
-(deduplicated, shared storage, duplicate, diverged, missing) whatever the config says; the
-findings say what each loader will do with that state given the declaration (TYING.md §4).
+(deduplicated, shared storage, duplicate, numerically identical, distinct, missing, unknown)
+in neutral words whatever the config says; the findings say what each loader will do with that
+state given the declaration (TYING.md §4): a distinct head is healthy when the model is untied
+and a discarded trained head when it is declared tied.
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
-from tiecheck.analysis.compare import Difference, difference, physical_key
+from tiecheck.analysis.compare import (
+    DEFAULT_TOLERANCE,
+    Difference,
+    Tolerance,
+    difference,
+    is_constant,
+    physical_key,
+)
 from tiecheck.analysis.declared import DeclaredTie
 from tiecheck.analysis.groups import GroupKind, Member, Role, TieGroup
 from tiecheck.model import TensorInfo
@@ -20,24 +29,33 @@ from tiecheck.rules import Code, Finding, Severity, finding
 
 
 class Relation(str, Enum):
-    """How a stored member relates to the group's reference (first stored embedding)."""
+    """How a member relates to the group's reference (the first stored embedding)."""
 
     REFERENCE = "reference"
     SHARED = "shared-storage"
     DUPLICATE = "duplicate"
-    DIVERGED = "diverged"
+    """the same bytes stored again."""
+    CLOSE = "numerically-identical"
+    """some bits differ, no value beyond the tolerance (``--rtol``/``--atol``)."""
+    DISTINCT = "distinct"
+    """values of its own: a trained head (fine untied, thrown away when declared tied)."""
     NOT_COMPARED = "not-compared"
     ABSENT = "absent"
+    UNAVAILABLE = "unavailable"
+    """the index places it in a shard that could not be read: nobody knows."""
 
 
 class GroupState(str, Enum):
     DEDUPLICATED = "deduplicated"
     SHARED = "shared-storage"
     DUPLICATE = "duplicate"
-    DIVERGED = "diverged"
+    CLOSE = "numerically-identical"
+    DISTINCT = "distinct"
     NOT_COMPARED = "not-compared"
     """stored separately, values not read (``--no-data``)."""
     MISSING = "missing"
+    UNKNOWN = "unknown"
+    """a member lies in a shard that could not be read."""
 
 
 class Verdict(str, Enum):
@@ -47,13 +65,23 @@ class Verdict(str, Enum):
     NOT_APPLICABLE = "not-applicable"
 
 
-_WORST = (Relation.DIVERGED, Relation.NOT_COMPARED, Relation.DUPLICATE, Relation.SHARED)
+_WORST = (
+    Relation.UNAVAILABLE,
+    Relation.DISTINCT,
+    Relation.NOT_COMPARED,
+    Relation.CLOSE,
+    Relation.DUPLICATE,
+    Relation.SHARED,
+)
 _STATE = {
-    Relation.DIVERGED: GroupState.DIVERGED,
+    Relation.UNAVAILABLE: GroupState.UNKNOWN,
+    Relation.DISTINCT: GroupState.DISTINCT,
     Relation.NOT_COMPARED: GroupState.NOT_COMPARED,
+    Relation.CLOSE: GroupState.CLOSE,
     Relation.DUPLICATE: GroupState.DUPLICATE,
     Relation.SHARED: GroupState.SHARED,
 }
+_COPIES = (Relation.DUPLICATE, Relation.CLOSE)
 
 
 @dataclass(frozen=True)
@@ -67,7 +95,7 @@ class MemberResult:
 
     @property
     def stored(self) -> bool:
-        return self.relation is not Relation.ABSENT
+        return self.relation not in (Relation.ABSENT, Relation.UNAVAILABLE)
 
 
 @dataclass(frozen=True)
@@ -90,9 +118,7 @@ class GroupResult:
     @property
     def nbytes(self) -> int:
         """Bytes this group occupies on disk (shared storage counted once)."""
-        return sum(
-            m.nbytes for m in self.members if m.relation not in (Relation.ABSENT, Relation.SHARED)
-        )
+        return sum(m.nbytes for m in self.members if m.stored and m.relation is not Relation.SHARED)
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -112,11 +138,15 @@ class _Judge:
         tensors: dict[str, TensorInfo],
         identical: dict[tuple[object, ...], int] | None,
         data: TensorData | None,
+        tolerance: Tolerance,
+        unavailable: Collection[str],
     ) -> None:
         self.tensors = tensors
         self.identical = identical
         """physical key -> identical-set id; None with --no-data."""
         self.data = data
+        self.tolerance = tolerance
+        self.unavailable = unavailable
 
     def _same_bytes(self, a: TensorInfo, b: TensorInfo) -> bool:
         assert self.identical is not None
@@ -139,8 +169,14 @@ class _Judge:
         if all(self._same_bytes(a, b) for a, b in tensors):
             return Relation.DUPLICATE, None
         a, b = tensors[0]
-        diff = difference(a, b, self.data) if self.data is not None else None
-        return Relation.DIVERGED, diff
+        diff = difference(a, b, self.data, self.tolerance) if self.data is not None else None
+        if (
+            diff is not None
+            and diff.within_tolerance
+            and all(self._same_bytes(x, y) for x, y in tensors[1:])
+        ):
+            return Relation.CLOSE, diff
+        return Relation.DISTINCT, diff
 
     def member_bytes(self, member: Member) -> int:
         return sum(self.tensors[n].nbytes for n in (member.name, *member.sidecars.values()))
@@ -151,7 +187,9 @@ class _Judge:
         results = []
         for member in group.members:
             if member not in stored:
-                results.append(MemberResult(member.name, member.role, Relation.ABSENT, None, 0))
+                unknown = member.name in self.unavailable
+                relation = Relation.UNAVAILABLE if unknown else Relation.ABSENT
+                results.append(MemberResult(member.name, member.role, relation, None, 0))
                 continue
             info = self.tensors[member.name]
             if member is reference:
@@ -164,7 +202,9 @@ class _Judge:
                 )
             )
         relations = {r.relation for r in results}
-        if not stored:
+        if Relation.UNAVAILABLE in relations:
+            state = GroupState.UNKNOWN
+        elif not stored:
             state = GroupState.MISSING
         elif len(stored) == 1:
             state = GroupState.DEDUPLICATED
@@ -174,18 +214,13 @@ class _Judge:
 
 
 def _diff_text(d: Difference | None) -> str:
-    if d is None:
-        return "values differ"
-    parts = [f"{d.fraction:.1%} of elements differ"]
-    if d.max_abs_diff is not None:
-        parts.append(f"max |diff| {d.max_abs_diff:.4g}")
-    return ", ".join(parts)
+    return "values differ" if d is None else d.describe()
 
 
 def _member_findings(result: GroupResult, reference: MemberResult) -> list[Finding]:
     findings = []
     for m in result.members:
-        if m.relation in (Relation.REFERENCE, Relation.ABSENT):
+        if m.relation in (Relation.REFERENCE, Relation.ABSENT, Relation.UNAVAILABLE):
             continue
         structural = m.role in (Role.ALIAS, Role.BIAS_ALIAS)
         # Architecture aliases (BART/T5 encoder and decoder embeddings, BERT's decoder bias) are
@@ -199,7 +234,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
         )
         keys = [reference.name, m.name]
         what = "head" if m.role is Role.HEAD else "copy"
-        if structural and tied is False and m.relation is Relation.DIVERGED:
+        if structural and tied is False and m.relation is Relation.DISTINCT:
             findings.append(
                 finding(
                     Code.ALIAS_UNTIED_BY_FLAG,
@@ -210,18 +245,23 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
                 )
             )
             continue
-        if tied is True and m.relation is Relation.DUPLICATE:
+        if tied is True and m.relation in _COPIES:
+            copy = (
+                "an identical copy"
+                if m.relation is Relation.DUPLICATE
+                else f"a numerically identical copy ({_diff_text(m.difference)})"
+            )
             findings.append(
                 finding(
                     Code.TIED_DUPLICATE_COPY,
-                    f"{m.name} is stored as an identical copy of {reference.name} although the "
+                    f"{m.name} is stored as {copy} of {reference.name} although the "
                     f"model ties them: {m.nbytes:,} bytes wasted",
                     keys=keys,
                     file=m.file,
                     wasted_bytes=m.nbytes,
                 )
             )
-        elif tied is True and m.relation is Relation.DIVERGED:
+        elif tied is True and m.relation is Relation.DISTINCT:
             findings.append(
                 finding(
                     Code.TIED_BUT_DIVERGED,
@@ -243,12 +283,13 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
                     file=m.file,
                 )
             )
-        elif tied is False and m.relation in (Relation.DUPLICATE, Relation.SHARED):
+        elif tied is False and m.relation in (*_COPIES, Relation.SHARED):
+            how = "" if m.relation is not Relation.CLOSE else f" ({_diff_text(m.difference)})"
             findings.append(
                 finding(
                     Code.UNTIED_BUT_IDENTICAL,
-                    f"declared untied, but {m.name} is identical to {reference.name}; the model "
-                    "could be stored tied",
+                    f"declared untied, but {m.name} is {'numerically ' if how else ''}identical "
+                    f"to {reference.name}{how}; the model could be stored tied",
                     keys=keys,
                     file=m.file,
                 )
@@ -329,14 +370,16 @@ def judge_groups(
     *,
     judge_storage: bool = True,
     unavailable: Collection[str] = (),
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> tuple[list[GroupResult], list[Finding]]:
     """Evaluate every group; ``judge_storage=False`` (adapters) reports states without findings.
 
     ``unavailable`` names tensors an index places in a shard that could not be read (TC001,
     TC003): their absence is already reported, so it is not also judged as a missing head
-    (TC101) or embedding (TC104).
+    (TC101) or embedding (TC104); their members are ``unavailable`` and the group's state
+    ``unknown``. ``tolerance`` decides when differing copies are numerically identical.
     """
-    judge = _Judge(tensors, identical, data)
+    judge = _Judge(tensors, identical, data, tolerance, unavailable)
     results, findings = [], []
     for group in groups:
         # Bias ties are structural in 4.x and follow the flag in 5.x (see TC115).
@@ -358,19 +401,21 @@ def verdict(results: list[GroupResult], declared: DeclaredTie, findings: list[Fi
     if declared.tied is not None:
         return Verdict.TIED if declared.tied else Verdict.UNTIED
     separate = any(
-        m.relation in (Relation.DIVERGED, Relation.NOT_COMPARED) for r in heads for m in r.members
+        m.relation in (Relation.DISTINCT, Relation.NOT_COMPARED) for r in heads for m in r.members
     )
     return Verdict.UNTIED if separate else Verdict.TIED
 
 
 def unexplained_duplicates(
-    sets: list[list[TensorInfo]], results: list[GroupResult]
+    sets: list[list[TensorInfo]], results: list[GroupResult], data: TensorData
 ) -> list[Finding]:
     """TC114 for identical tensors that no tie group explains.
 
     A set is explained when one group holds all its names. Only the groups holding the set's
     least grouped name are tried: the sets are disjoint, so this costs at most one look per
     (name, group) membership, where testing every set against every group was quadratic.
+    Constant tensors (every freshly initialised norm holds ones, every bias zeros) are equal
+    by construction, not stored twice by mistake: they are not reported.
     """
     holding: dict[str, list[frozenset[str]]] = {}
     for group in {frozenset(r.group.all_names()) for r in results}:
@@ -380,7 +425,7 @@ def unexplained_duplicates(
     for same in sets:
         names = {t.name for t in same}
         rarest = min((holding.get(n, []) for n in names), key=len)
-        if any(names <= g for g in rarest):
+        if any(names <= g for g in rarest) or is_constant(same[0], data):
             continue
         keys = sorted(names)
         wasted = same[0].nbytes * (len(same) - 1)

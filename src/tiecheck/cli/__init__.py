@@ -276,6 +276,20 @@ def inspect_command(
             "(as HF_HUB_OFFLINE=1 does).",
         ),
     ] = False,
+    rtol: Annotated[
+        float,
+        typer.Option(
+            "--rtol",
+            metavar="R",
+            min=0.0,
+            help="Copies whose every value is within atol + rtol * |embedding| of the "
+            "embedding are numerically identical, not a trained head (numpy.allclose's rule).",
+        ),
+    ] = 1e-5,
+    atol: Annotated[
+        float,
+        typer.Option("--atol", metavar="A", min=0.0, help="See --rtol."),
+    ] = 1e-8,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -341,6 +355,8 @@ def inspect_command(
         download=download,
         timeout=timeout,
         offline=offline,
+        rtol=rtol,
+        atol=atol,
     )
     try:
         targets = collect_sources(sources or [], from_file, group_shards=group_shards)

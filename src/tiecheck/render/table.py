@@ -26,9 +26,11 @@ RELATION_MARK = {
     Relation.REFERENCE: "",
     Relation.SHARED: " (same storage)",
     Relation.DUPLICATE: " (copy)",
-    Relation.DIVERGED: " (differs)",
+    Relation.CLOSE: " (numerically identical)",
+    Relation.DISTINCT: " (own values)",
     Relation.NOT_COMPARED: " (separate)",
     Relation.ABSENT: " (absent)",
+    Relation.UNAVAILABLE: " (in an unreadable shard)",
 }
 
 

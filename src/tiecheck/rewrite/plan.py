@@ -15,7 +15,7 @@ from typing import Any
 from tiecheck.analysis.declared import NESTED
 from tiecheck.analysis.groups import GroupKind, Member, Role
 from tiecheck.analysis.integrity import alias_records
-from tiecheck.analysis.ties import GroupResult, Relation, Verdict
+from tiecheck.analysis.ties import GroupResult, MemberResult, Relation, Verdict
 from tiecheck.errors import TiecheckError
 from tiecheck.model import FileFormat, SourceKind, TensorInfo
 from tiecheck.readers.discover import ADAPTER_FILES, PICKLE_SUFFIXES
@@ -201,7 +201,7 @@ class _Builder:
         if not stored:
             return
         kept = members[0]
-        diverged = [m for m in stored if m.relation is Relation.DIVERGED]
+        diverged = [m for m in stored if m.relation is Relation.DISTINCT]
         if diverged and self.keep is None:
             other = diverged[0]
             raise FixRefused(
@@ -422,12 +422,9 @@ def _file_order(t: TensorInfo) -> tuple[str, int]:
     return (t.file, t.span.start if t.span else 0)
 
 
-def _describe(member) -> str:  # type: ignore[no-untyped-def]
+def _describe(member: MemberResult) -> str:
     d = member.difference
-    if d is None:
-        return "values or shapes differ"
-    text = f"{d.fraction:.1%} of elements differ"
-    return text + (f", max |diff| {d.max_abs_diff:.4g}" if d.max_abs_diff is not None else "")
+    return "values or shapes differ" if d is None else d.describe()
 
 
 def extra_files(report: Report) -> tuple[list[Path], list[str]]:
