@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -76,8 +77,22 @@ def test_base_not_found_says_so_and_does_not_guess(fixtures_dir: Path, tmp_path:
     adapter, _ = copy_case(fixtures_dir, tmp_path)
     set_adapter_config(adapter, base_model_name_or_path=str(tmp_path / "nowhere"))
     report = tiecheck.inspect(adapter)
-    assert "TC201" not in codes(report)
-    assert any("base model config not found" in n for n in report.notes)
+    assert codes(report) == {"TC202"}  # a visible warning, not a guess and not a verbose note
+    (tc202,) = findings_with(report, "TC202")
+    assert "nowhere" in tc202.message and "--base PATH" in tc202.message
+
+
+def test_a_relative_base_is_found_from_the_adapter_folder_too(
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PEFT resolves a relative base_model_name_or_path from the working folder; an adapter
+    shipped beside its base names it relative to itself. Both are tried."""
+    adapter, base = copy_case(fixtures_dir, tmp_path)
+    relative = os.path.relpath(base, adapter)
+    set_adapter_config(adapter, base_model_name_or_path=relative)
+    monkeypatch.chdir(tmp_path.parent)  # a working folder from which the path means nothing
+    assert not (Path(relative) / "config.json").exists()
+    assert codes(tiecheck.inspect(adapter)) == {"TC201"}
 
 
 def test_ensure_weight_tying_silences_tc201(fixtures_dir: Path, tmp_path: Path) -> None:

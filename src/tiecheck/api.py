@@ -123,6 +123,9 @@ def analyse(
     findings = problem_findings(checkpoint.problems)
     records = alias_records(checkpoint)
     declared, declared_findings = declared_tie(checkpoint.config, records)
+    is_adapter = checkpoint.kind is SourceKind.PEFT_ADAPTER
+    if is_adapter:  # an adapter's missing config is its base's, which TC202 reports
+        declared_findings = [f for f in declared_findings if f.code is not Code.NO_CONFIG]
     findings += declared_findings
     findings += index_findings(checkpoint)
     empty, notes = empty_file_findings(checkpoint)
@@ -148,7 +151,6 @@ def analyse(
     identical = None
     if sets is not None:
         identical = {physical_key(t): i for i, same in enumerate(sets) for t in same}
-    is_adapter = checkpoint.kind is SourceKind.PEFT_ADAPTER
     results, group_findings = judge_groups(
         groups,
         tensors,

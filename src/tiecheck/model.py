@@ -190,6 +190,8 @@ class ProblemKind(str, Enum):
     """an index names a shard that does not exist."""
     REPEATED_KEY = "repeated-key"
     """one JSON object (a header, an index) names a key twice: the last one wins."""
+    BASE_NOT_FOUND = "base-not-found"
+    """a PEFT adapter's base model config cannot be found."""
 
 
 @dataclass(frozen=True)

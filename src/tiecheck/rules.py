@@ -62,6 +62,7 @@ class Code(str, Enum):
     UNTIED_ALIAS_MISSING = "TC116"
     TIE_FLAG_NOT_BOOLEAN = "TC117"
     ADAPTER_UNTIED_COPIES = "TC201"
+    ADAPTER_BASE_NOT_FOUND = "TC202"
 
     def __str__(self) -> str:
         return self.value
@@ -721,6 +722,26 @@ RULES: dict[Code, Rule] = _rules(
             "not rewrite adapters themselves."
         ),
         inconsistent=True,
+    ),
+    Rule(
+        Code.ADAPTER_BASE_NOT_FOUND,
+        "adapter-base-not-found",
+        WARN,
+        "the base model of a PEFT adapter could not be found",
+        explanation=(
+            "adapter_config.json names its base model in base_model_name_or_path, and no "
+            "config.json was found for it: not at that path (tried from the working folder and "
+            "from the adapter's folder), not in the Hugging Face cache, and no --base was given."
+        ),
+        why_it_matters=(
+            "Whether the base ties its embedding and head decides whether an adapter that "
+            "trains both copies (modules_to_save) loses one of them when merged (TC201). "
+            "Without the base's config that cannot be judged, so a clean report proves less."
+        ),
+        how_to_fix=(
+            "Pass the base model with --base PATH (its folder or config.json), or download it "
+            "into the Hugging Face cache (`hf download ORG/NAME config.json`)."
+        ),
     ),
 )
 

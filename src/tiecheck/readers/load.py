@@ -276,15 +276,17 @@ def _is_file(path: Path) -> bool:
 
 
 def _base_config_path(adapter: AdapterInfo, base: Path | None) -> Path | None:
-    """Find the base model's config: ``--base``, a local folder, or the Hugging Face cache."""
+    """Find the base model's config: ``--base``, a local folder (relative to the working
+    folder, as PEFT resolves it, then to the adapter's folder), or the Hugging Face cache."""
     if base is not None:
         return base / "config.json" if _is_dir(base) else base
     if not adapter.base_model:
         return None
     try:  # the name comes from the adapter's file: "~nosuchuser", a NUL, 5,000 characters
         local = Path(adapter.base_model).expanduser()
-        if (local / "config.json").is_file():
-            return local / "config.json"
+        for folder in (local, adapter.path.parent / local):
+            if (folder / "config.json").is_file():
+                return folder / "config.json"
     except (OSError, RuntimeError, ValueError):
         return None
     if local.is_absolute() or adapter.base_model.count("/") != 1:
@@ -321,9 +323,15 @@ def load(plan: Plan, *, base: Path | None = None, remote: RemoteFiles | None = N
             adapter = _adapter_info(plan.adapter_config, adapter_cfg.data)
             config_path = _base_config_path(adapter, base)
             if config_path is None or not _is_file(config_path):
-                loader.notes.append(
-                    "base model config not found (pass --base PATH, or download "
-                    f"{adapter.base_model or 'the base model'} into the Hugging Face cache)"
+                named = repr(adapter.base_model) if adapter.base_model else "(none named)"
+                loader.problems.append(
+                    Problem(
+                        ProblemKind.BASE_NOT_FOUND,
+                        f"{plan.adapter_config.name}: base model {named} not found (not a "
+                        "folder from here or from the adapter's folder, not in the Hugging Face "
+                        "cache): pass --base PATH",
+                        file=plan.adapter_config.name,
+                    )
                 )
                 config_path = None
     elif base is not None:
