@@ -33,6 +33,7 @@ from tiecheck.readers.bytes import ByteSource, LocalFiles
 from tiecheck.readers.discover import PICKLE_SUFFIXES, Choice, FolderListing, choose
 from tiecheck.readers.hub_net import Limit, hub_timeout, limited, read_range
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
+from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
 from tiecheck.readers.load import load
 from tiecheck.readers.safetensors_format import SafetensorsHeader, header_length, parse_header
 from tiecheck.readers.tensor_data import CHUNK_BYTES
@@ -210,6 +211,8 @@ class RepoListing:
 
     def __init__(self, ref: HubRef, files: dict[str, int | None]) -> None:
         self._ref = ref
+        self.repo_files = frozenset(files)
+        """every file of the revision, by its path in the repo (not only the subfolder's)."""
         prefix = f"{ref.subfolder}/" if ref.subfolder else ""
         self._files = {p[len(prefix) :]: n for p, n in files.items() if p.startswith(prefix)}
         self.where = "repository"
@@ -624,6 +627,22 @@ def load_hub(
         return _load_remote(ref, token, download, base, limit, commit, listing, choice)
 
 
+def _sibling_base_config(ref: HubRef, listing: RepoListing, adapter_config: Path) -> str | None:
+    """The repo path of the base model's config.json when an adapter names its base by a
+    relative path inside the same repository (``../base``); None otherwise."""
+    try:
+        data, _ = read_json_file(adapter_config, max_bytes=MAX_CONFIG_BYTES)
+    except (FormatError, OSError):
+        return None
+    base = data.get("base_model_name_or_path") if isinstance(data, dict) else None
+    if not isinstance(base, str) or not base or base.startswith("/") or "\0" in base:
+        return None
+    path = posixpath.normpath(posixpath.join(ref.subfolder, base, "config.json"))
+    if path.startswith("../") or path not in listing.repo_files:
+        return None
+    return path
+
+
 def _load_remote(
     ref: HubRef,
     token: str | None,
@@ -639,9 +658,10 @@ def _load_remote(
     root = _snapshot_root(ref, commit)
     reader = RangeReader(ref, commit, token, listing, limit)
 
-    def fetch(name: str) -> Path:
-        """A small or downloaded file, into the Hub cache (counted when it moved)."""
-        repo_path = ref.path(name)
+    def fetch(name: str, repo_path: str | None = None) -> Path:
+        """A small or downloaded file, into the Hub cache (counted when it moved); ``name``
+        is relative to the subfolder, unless ``repo_path`` gives the path in the repo."""
+        repo_path = repo_path or ref.path(name)
         was_cached = isinstance(
             try_to_load_from_cache(ref.repo_id, repo_path, revision=commit), str
         )
@@ -658,6 +678,10 @@ def _load_remote(
     try:
         for name in small:
             fetch(name)
+        if choice.adapter_config:
+            sibling = _sibling_base_config(ref, listing, root / choice.adapter_config)
+            if sibling is not None:  # the adapter's base is a folder of the same repo
+                fetch(sibling, repo_path=sibling)
     except Exception as e:
         raise _hub_error(e, ref, token) from e
 
