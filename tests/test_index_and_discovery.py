@@ -82,10 +82,21 @@ def test_folder_index_file_and_shard_as_sources(tmp_path: Path) -> None:
         assert report.checkpoint.config is not None
         assert serious(report) == set()
         assert report.verdict.value == "untied"
+    # one shard alone would look like a model without its head or embedding (a false TC101):
+    # it is read with its sibling index, and the report says so
     one = tiecheck.inspect(tmp_path / "model-00001-of-00003.safetensors")
-    assert one.checkpoint.kind is SourceKind.SAFETENSORS_FILE
-    assert list(one.checkpoint.files) == ["model-00001-of-00003.safetensors"]
-    assert one.checkpoint.config is not None  # the config beside the shard is used
+    assert one.checkpoint.kind is SourceKind.SAFETENSORS_SHARDED
+    assert {t.name for t in one.checkpoint.tensors} == set(tensors)
+    assert serious(one) == set() and one.verdict.value == "untied"
+    assert any("is one shard of model.safetensors.index.json" in n for n in one.notes)
+    # a file named like a shard with no index beside it is read on its own
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (tmp_path / "model-00001-of-00003.safetensors").rename(
+        lone / "model-00001-of-00003.safetensors"
+    )
+    alone = tiecheck.inspect(lone / "model-00001-of-00003.safetensors")
+    assert alone.checkpoint.kind is SourceKind.SAFETENSORS_FILE
 
 
 def test_loose_safetensors_without_index_are_read_together(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ adapter folder is read as an adapter even when it also holds a ``config.json``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -141,6 +142,12 @@ def choose(listing: Listing, source: str, target: str | None = None) -> Choice:
             return Choice(_kind_of_index(target), index=target, config=config)
         if target in ADAPTER_FILES and adapter_config:
             return Choice(SourceKind.PEFT_ADAPTER, (target,), adapter_config=adapter_config)
+        index = _index_of_shard(listing, target)
+        if index is not None:
+            # one shard alone looks like a model without its head or its embedding: read the
+            # checkpoint it belongs to, as a loader would
+            note = f"{target} is one shard of {index}: the whole checkpoint was read"
+            return Choice(_kind_of_index(index), index=index, config=config, notes=(note,))
         if target.endswith(".safetensors"):
             kind: SourceKind | None = SourceKind.SAFETENSORS_FILE
         elif target.endswith(PICKLE_SUFFIXES):
@@ -168,6 +175,20 @@ def choose(listing: Listing, source: str, target: str | None = None) -> Choice:
         )
     kind, weights, index, notes = choice
     return Choice(kind, tuple(weights), index=index, config=config, notes=tuple(notes))
+
+
+_SHARD = re.compile(r"-\d{5}-of-(\d{5})\.(safetensors|bin)$")
+
+
+def _index_of_shard(listing: Listing, name: str) -> str | None:
+    """The index beside a file named like a shard (``...-00002-of-00003.safetensors``) of more
+    than one, of the same format, when there is one."""
+    match = _SHARD.search(name)
+    if match is None or int(match[1]) < 2:
+        return None
+    suffix = ".safetensors.index.json" if match[2] == "safetensors" else ".bin.index.json"
+    indexes = sorted(n for n in listing.names() if n.endswith(suffix))
+    return indexes[0] if indexes else None
 
 
 def plan_file(path: Path, source: str) -> Plan:
