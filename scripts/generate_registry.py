@@ -214,21 +214,21 @@ class Transformers:
 
     # --- names on disk ---------------------------------------------------------------------
 
-    def saved_names(self, model: Any, names: list[str]) -> dict[str, str] | None:
-        """The names ``save_pretrained`` writes for ``names`` (5.x reverses the conversion
-        mapping on save; 4.x reverses ``_checkpoint_conversion_mapping``)."""
+    def saved_names(self, model: Any, names: list[str]) -> dict[str, list[str]]:
+        """The names ``save_pretrained`` writes for each of ``names``: usually one; several
+        when a converter splits the tensor on save (Molmo2 writes its embedding as
+        ``wte.embedding`` + ``wte.new_embedding``). 5.x reverses the conversion mapping on save;
+        4.x reverses ``_checkpoint_conversion_mapping``."""
         try:
             from transformers.core_model_loading import revert_weight_conversion
         except ImportError:
-            return {n: self._saved_name_4x(model, n) for n in names}
+            return {n: [self._saved_name_4x(model, n)] for n in names}
         result = {}
         for name in names:
             tensor = model.get_parameter_or_buffer(name)
             with _quiet():
                 reverted = revert_weight_conversion(model, {name: tensor})
-            if len(reverted) != 1:
-                return None
-            result[name] = next(iter(reverted))
+            result[name] = sorted(reverted)
         return result
 
     def _saved_name_4x(self, model: Any, name: str) -> str:
@@ -398,8 +398,9 @@ def _opposite(tf: Transformers, config_cls: type, path: list[str], default: bool
     a forced flag; if the class cannot be built alone it is asked inside its parent."""
     try:
         with _quiet():
-            if not path:
-                return _kept(config_cls(**{FLAG: not default}), default)
+            if not path:  # every level says the opposite, so an inner default lifted to the
+                # root (HunYuan-VL) is not mistaken for a forced flag
+                return _kept(build_config(tf, config_cls, not default), default)
             sub = _walk(config_cls(), path)
             try:
                 return _kept(type(sub)(**{**sub.to_dict(), FLAG: not default}), default)
@@ -489,25 +490,35 @@ def config_record(tf: Transformers, config_cls: type) -> dict[str, Any]:
             if sub_default is not None
             else None,
         }
-        record["lifts_to_root"] = _lifts(tf, config_cls, keys, sub_default, root_default)
+        record["lifts_to_root"] = _lifts(tf, config_cls, keys, root_default)
         record["follows_root"] = _follows(tf, config_cls, keys, root_default)
         subs[path] = record
     return {"config_class": config_cls.__name__, "flag": flag, "sub_configs": subs}
 
 
-def _lifts(
-    tf: Transformers, config_cls: type, path: list[str], sub_default: bool | None, root: bool | None
-) -> bool:
-    """Setting only this sub-config's flag to the opposite of the root's default changes the
-    root's flag (LLaVA, Qwen2-VL: an inner ``true`` is lifted outward)."""
+def _lifts(tf: Transformers, config_cls: type, path: list[str], root: bool | None) -> bool:
+    """An inner value opposite to the root's is copied to the root (LLaVA, Qwen2-VL and
+    HunYuan-VL lift an inner ``true``): for some ``x``, the root flag ``x`` stays ``x`` when
+    this sub-config says ``x`` too, and becomes ``not x`` when it says ``not x``."""
     if root is None:
         return False
-    try:
+
+    def root_after(value: bool, inner: bool) -> bool | None:
         with _quiet():
-            config = _with_sub_flag(config_cls, path, not root)
-    except Exception:
-        return False
-    return _flag_value(config) == (not root)
+            data = getattr(config_cls(), path[0]).to_dict()
+            target = data
+            for key in path[1:]:
+                target = target[key]
+            target[FLAG] = inner
+            return _flag_value(config_cls(**{FLAG: value, path[0]: data}))
+
+    for value in (False, True):
+        try:
+            if root_after(value, value) == value and root_after(value, not value) == (not value):
+                return True
+        except Exception:
+            continue
+    return False
 
 
 def _follows(tf: Transformers, config_cls: type, path: list[str], root: bool | None) -> bool:
@@ -775,7 +786,10 @@ def class_record(
             }
         if tf.major < 5 and governing:
             governing = _toggle_attribution(tf, model_cls, config_paths, configs, governing)
-    record["tie_flags"] = governing
+    # the root governs most ties: only the others are written, to keep the file small
+    record["tie_flags"] = (
+        None if governing is None else {t: p for t, p in governing.items() if p != ""}
+    )
     names = embedding_names(tf, reference)
     record["notes"].extend(names.pop("notes"))  # type: ignore[arg-type]
     record.update(names)
@@ -796,12 +810,17 @@ def class_record(
     for tie_map in ties.values():  # both flag values: a structural tie's names too
         wanted |= set(tie_map) | set(tie_map.values())
     wanted_sorted = sorted(wanted)
+    saved: dict[str, str] | None
     try:
-        saved = tf.saved_names(reference, wanted_sorted)
+        written = tf.saved_names(reference, wanted_sorted)
+        saved = {k: v[0] for k, v in written.items() if len(v) == 1}
+        record["saved_split"] = {k: v for k, v in written.items() if len(v) != 1}
     except Exception as exc:
         saved = None
+        record["saved_split"] = {}
         record["notes"].append(f"save names: {_short_error(exc)}")
-    record["saved_names"] = saved
+    # most names are saved as they are: only the others are written
+    record["saved_names"] = None if saved is None else {k: v for k, v in saved.items() if k != v}
     renamings = tf.load_renamings(reference)
     legacy: dict[str, list[str]] = {}
     rules: dict[str, dict[str, str | None]] = {}
@@ -879,6 +898,7 @@ def _static_record(
             "output_embedding": None,
             "output_bias": None,
             "saved_names": None,
+            "saved_split": {},
             "legacy_names": {},
             "renames": [],
         }
@@ -928,38 +948,52 @@ def type_record(
     for class_name in sorted(classes):
         kinds = classes[class_name]
         try:
-            model_cls = tf.model_class(class_name)
-        except Exception as exc:
+            record = _class_entry(tf, model_type, class_name, kinds, configs)
+        except Exception as exc:  # a class that is a stand-in for a missing optional package
+            # raises ImportError on any attribute (transformers' dummy objects)
+            record = None
             if kinds & LM_KINDS:
-                record = _base_record(tf, object, kinds)
-                heads[class_name] = _static_record(
-                    tf, record, object, f"class not importable: {_short_error(exc)}", None
-                )
-            continue
-        model_true = None
-        if not kinds & LM_KINDS:
-            # other heads count only when they tie something
-            own, _ = configs_for_class(tf, model_cls, configs)
-            probe = own[True] if own[True] is not None else own[False]
-            try:
-                model_true = tf.instantiate(model_cls, probe)
-            except Exception as exc:
-                if tf.declared_ties(model_cls):  # it would tie: say so, from the class alone
-                    reason = f"instantiation failed: {_short_error(exc)}"
-                    heads[class_name] = _static_record(
-                        tf, _base_record(tf, model_cls, kinds), model_cls, reason, configs
-                    )
-                continue
-            if not tf.expanded_ties(model_true):
-                continue
-            if own[True] is None:
-                model_true = None
-        heads[class_name] = class_record(tf, model_type, model_cls, kinds, configs, model_true)
+                reason = f"class not usable: {_short_error(exc)}"
+                record = _static_record(tf, _base_record(tf, object, kinds), object, reason, None)
+        if record is not None:
+            heads[class_name] = record
         gc.collect()
     if not heads:
         return None
     entry["heads"] = heads
     return entry
+
+
+def _class_entry(
+    tf: Transformers, model_type: str, class_name: str, kinds: set[str], configs: dict[bool, Any]
+) -> dict[str, Any] | None:
+    """The record of one class, or None for a class without an LM head that ties nothing."""
+    try:
+        model_cls = tf.model_class(class_name)
+    except Exception as exc:
+        if not kinds & LM_KINDS:
+            return None
+        reason = f"class not importable: {_short_error(exc)}"
+        return _static_record(tf, _base_record(tf, object, kinds), object, reason, None)
+    model_true = None
+    if not kinds & LM_KINDS:  # other classes count only when they tie something
+        own, _ = configs_for_class(tf, model_cls, configs)
+        probe = own[True] if own[True] is not None else own[False]
+        try:
+            model_true = tf.instantiate(model_cls, probe)
+        except Exception as exc:
+            if not tf.declared_ties(model_cls):
+                return None
+            # it would tie: say so, from the class alone
+            reason = f"instantiation failed: {_short_error(exc)}"
+            return _static_record(
+                tf, _base_record(tf, model_cls, kinds), model_cls, reason, configs
+            )
+        if not tf.expanded_ties(model_true):
+            return None
+        if own[True] is None:
+            model_true = None
+    return class_record(tf, model_type, model_cls, kinds, configs, model_true)
 
 
 def _static_type(
@@ -1005,6 +1039,8 @@ def environment(tf: Transformers) -> dict[str, str]:
         "torch": tf.torch.__version__,
         "transformers": tf.version,
         "peft": version("peft"),
+        # optional packages some classes need to be built (else they are static-only)
+        "optional": {dist: version(dist) for dist in ("pillow", "timm", "torchaudio")},
     }
 
 

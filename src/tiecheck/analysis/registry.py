@@ -141,9 +141,12 @@ class ParamNames:
     name: str
     """the in-memory name (``model.named_parameters()``)."""
     saved_as: str | None
-    """the name transformers' ``save_pretrained`` writes; ``None`` when unknown."""
+    """the name transformers' ``save_pretrained`` writes; ``None`` when unknown or split."""
     legacy: tuple[str, ...] = ()
     """other on-disk names ``from_pretrained`` renames into ``name`` (older layouts)."""
+    saved_split: tuple[str, ...] = ()
+    """when ``save_pretrained`` writes the tensor as several (a conversion concatenates them
+    on load: Molmo2's ``wte.embedding`` + ``wte.new_embedding``), their names."""
 
     def disk_names(self) -> tuple[str, ...]:
         """Every name under which this parameter may be stored, most likely first."""
@@ -191,6 +194,10 @@ class HeadClass:
     renames: tuple[Rename, ...]
     declared_ties: tuple[tuple[str, str | None], ...] | None
     """the class's ``_tied_weights_keys`` as written (patterns allowed; 4.x: sources ``None``)."""
+    config_path: str | None
+    """the sub-config the class is built from (``text_config`` for ``Llama4ForCausalLM``, as
+    ``AutoModelForCausalLM`` hands it ``get_text_config()``); ``""`` the model type's config;
+    ``None`` its own config class's defaults or unknown."""
     static_only: str | None
     """why the class could not be instantiated; then only declared facts are filled in."""
     notes: tuple[str, ...] = ()
@@ -303,43 +310,116 @@ class Environment:
     peft: str
     python: str
     date: str
+    optional: tuple[tuple[str, str], ...] = ()
+    """optional packages some classes need to be built, and their versions."""
 
 
 # ------------------------------------------------------------------------------------------
 # loading
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The data file, indexed but not parsed: ``header`` is everything but the entries (parsed),
+    ``spans`` locates each model type's entry in ``text``. ``parsed`` holds the entries when the
+    text was not in the canonical form and had to be parsed whole."""
+
+    text: str
+    header: dict[str, Any]
+    spans: dict[str, tuple[int, int]]
+    parsed: dict[str, Any] | None = None
+
+
+# The entries' opening lines in the generator's canonical form (``json.dumps(indent=1,
+# sort_keys=True)``, enforced by tests/test_registry_data.py): inside ``"model_types"`` each
+# entry starts on a line indented by exactly two spaces, and nothing else in that object is
+# (JSON strings cannot hold a raw newline; deeper levels are indented further).
+_ENTRIES_OPEN = '\n "model_types": {\n'
+_ENTRIES_CLOSE = "\n }"
+_ENTRY_START = '\n  "'
+
+
 @cache
-def _raw() -> dict[str, Any]:
+def _data() -> _Data:
+    """Read the file and index its entries. ``json`` can only parse a whole document, and the
+    whole document (about 1 MB) takes longer to parse than tiecheck should spend on it; each
+    entry is parsed on its first lookup instead (see ``_ENTRIES_OPEN``)."""
     try:
-        text = (
-            resources.files("tiecheck")
-            .joinpath("data")
-            .joinpath(DATA_FILE)
-            .read_text(encoding="utf-8")
-        )
-        data = json.loads(text)
-    except (OSError, ValueError, ModuleNotFoundError) as exc:
+        text = resources.files("tiecheck").joinpath("data").joinpath(DATA_FILE).read_text("utf-8")
+    except (OSError, UnicodeDecodeError, ModuleNotFoundError) as exc:
         raise RegistryError(f"cannot read the packaged {DATA_FILE}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
-        found = data.get("schema") if isinstance(data, dict) else None
+    data = _indexed(text)
+    if data is None:  # not in canonical form (edited by hand?): parse it whole
+        try:
+            whole = json.loads(text)
+        except ValueError as exc:
+            raise RegistryError(f"{DATA_FILE} is not JSON: {exc}") from exc
+        if not isinstance(whole, dict) or not isinstance(whole.get("model_types"), dict):
+            raise RegistryError(f"{DATA_FILE} has no model_types object")
+        data = _Data(text, whole, {}, whole["model_types"])
+    if data.header.get("schema") != SCHEMA_VERSION:
+        found = data.header.get("schema")
         raise RegistryError(f"{DATA_FILE} has schema {found!r}, expected {SCHEMA_VERSION}")
     return data
 
 
+def _indexed(text: str) -> _Data | None:
+    start = text.find(_ENTRIES_OPEN)
+    end = text.find(_ENTRIES_CLOSE, start + 1) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return None
+    body_start = start + len(_ENTRIES_OPEN) - 1  # at the newline before the first entry
+    try:
+        header = json.loads(text[:body_start] + "}" + text[end + len(_ENTRIES_CLOSE) :])
+    except ValueError:
+        return None
+    if not isinstance(header, dict):
+        return None
+    spans: dict[str, tuple[int, int]] = {}
+    position = text.find(_ENTRY_START, body_start, end + 1)
+    while position >= 0:
+        following = text.find(_ENTRY_START, position + 1, end + 1)
+        name_end = text.find('"', position + len(_ENTRY_START))
+        name = text[position + len(_ENTRY_START) : name_end]
+        if name_end < 0 or "\\" in name:
+            return None
+        spans[name] = (position + 1, following if following >= 0 else end)
+        position = following
+    return _Data(text, header, spans)
+
+
+def _raw_entry(model_type: str) -> dict[str, Any] | None:
+    data = _data()
+    if data.parsed is not None:
+        return data.parsed.get(model_type)
+    span = data.spans.get(model_type)
+    if span is None:
+        return None
+    piece = data.text[span[0] : span[1]].rstrip().removesuffix(",")
+    try:
+        parsed = json.loads("{" + piece + "}")
+    except ValueError as exc:
+        raise RegistryError(f"{DATA_FILE}: entry {model_type} is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or set(parsed) != {model_type}:
+        raise RegistryError(f"{DATA_FILE}: entry {model_type} is malformed")
+    return parsed[model_type]
+
+
 def model_types() -> tuple[str, ...]:
     """Every model type the registry knows, sorted."""
-    return tuple(sorted(_raw()["model_types"]))
+    data = _data()
+    return tuple(sorted(data.parsed if data.parsed is not None else data.spans))
 
 
 def environment() -> Environment:
-    env = _raw()["environment"]
+    env = _data().header["environment"]
     return Environment(
         transformers=env["transformers"],
         torch=env["torch"],
         peft=env["peft"],
         python=env["python"],
         date=env["date"],
+        optional=tuple(sorted((env.get("optional") or {}).items())),
     )
 
 
@@ -354,7 +434,7 @@ def lookup(model_type: object) -> ModelTypeEntry | None:
 
 @cache
 def _entry(model_type: str) -> ModelTypeEntry | None:
-    raw = _raw()["model_types"].get(model_type)
+    raw = _raw_entry(model_type)
     return None if raw is None else _model_type(model_type, raw)
 
 
@@ -371,33 +451,55 @@ def _flag(raw: dict[str, Any] | None) -> TieFlag | None:
 
 
 def _ties(
-    raw: dict[str, str] | None, flags: dict[str, str | None] | None
+    raw: dict[str, str] | None, following: dict[str, str | None] | None
 ) -> tuple[Tie, ...] | None:
+    """``following``: the flag path of each tie that follows a flag, ``None`` for the others."""
     if raw is None:
         return None
-    flags = flags or {}
-    return tuple(Tie(t, s, flags.get(t)) for t, s in sorted(raw.items()))
+    following = following or {}
+    return tuple(Tie(t, s, following.get(t)) for t, s in sorted(raw.items()))
 
 
 def _head(name: str, raw: dict[str, Any]) -> HeadClass:
-    saved = raw.get("saved_names") or {}
+    tied, untied = raw["ties_flag_true"], raw["ties_flag_false"]
+    # the file writes only the flag paths that are not the root's, and only the saved names
+    # that differ from the in-memory ones
+    exceptions = raw.get("tie_flags")
+    following: dict[str, str | None] = {}
+    if tied is not None and untied is not None:
+        following = {
+            t: (exceptions.get(t, "") if exceptions is not None else None)
+            for t, s in tied.items()
+            if untied.get(t) != s
+        }
+    saved = raw.get("saved_names")
+    split = raw.get("saved_split") or {}
     legacy = raw.get("legacy_names") or {}
+    names = {n for m in (tied or {}, untied or {}) for pair in m.items() for n in pair}
+    names |= {raw[k] for k in ("input_embedding", "output_embedding", "output_bias") if raw[k]}
+    names |= set(legacy)
     declared = raw.get("declared_ties")
     return HeadClass(
         name=name,
         kinds=tuple(raw["kinds"]),
         base_model_prefix=raw["base_model_prefix"],
-        ties_flag_true=_ties(raw["ties_flag_true"], raw.get("tie_flags")),
-        ties_flag_false=_ties(raw["ties_flag_false"], None),
+        ties_flag_true=_ties(tied, following),
+        ties_flag_false=_ties(untied, None),
         input_embedding=raw["input_embedding"],
         output_embedding=raw["output_embedding"],
         output_bias=raw["output_bias"],
         params=tuple(
-            ParamNames(n, saved.get(n), tuple(legacy.get(n, ())))
-            for n in sorted(set(saved) | set(legacy))
+            ParamNames(
+                n,
+                None if saved is None or n in split else saved.get(n, n),
+                tuple(legacy.get(n, ())),
+                tuple(split.get(n, ())),
+            )
+            for n in sorted(names)
         ),
         renames=tuple(Rename(r["from"], r["to"], r["scope"]) for r in raw.get("renames", ())),
         declared_ties=None if declared is None else tuple(sorted(declared.items())),
+        config_path=raw.get("config_path"),
         static_only=raw["static_only"],
         notes=tuple(raw.get("notes", ())),
     )
