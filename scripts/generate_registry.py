@@ -618,12 +618,21 @@ def _governing_flags(
         return {}
     if tf.major < 5:
         return dict.fromkeys(sorted(following))  # resolved by toggling in class_record
-    paths = {id(config): path for path, config in _config_tree(tf, root)}
+    tree = list(_config_tree(tf, root))
+    paths = {id(config): path for path, config in tree}
+    by_class: dict[type, list[str]] = {}
+    for path, config in tree:
+        by_class.setdefault(type(config), []).append(path)
     result: dict[str, str | None] = {}
-    for _prefix, config, ties in tf.per_submodel_ties(model):
+    for prefix, config, ties in tf.per_submodel_ties(model):
+        path = paths.get(id(config))
+        if path is None and not prefix:
+            path = ""  # the model copied the config it was given (PegasusForCausalLM)
+        elif path is None and len(by_class.get(type(config), [])) == 1:
+            path = by_class[type(config)][0]  # a copy of the only config of its class
         for target in ties:
             if target in following:
-                result[target] = paths.get(id(config))
+                result[target] = path
     for target in following - set(result):
         result[target] = None
     return result
