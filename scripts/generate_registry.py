@@ -38,6 +38,7 @@ import importlib.metadata
 import io
 import json
 import logging
+import os
 import platform
 import re
 import sys
@@ -1104,6 +1105,12 @@ def with_date(data: dict[str, Any], previous: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("PYTHONHASHSEED") != "0" and argv is None:
+        # Some transformers messages list a set (the missing optional packages of a class:
+        # "requires the PIL library" or "the timm library" first, run to run); a fixed hash
+        # seed makes every such order, and so the file, the same on every run.
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--only", nargs="+", metavar="MODEL_TYPE", help="just these model types")
