@@ -447,65 +447,37 @@ def lingua_logits(folder: Path) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # torchtune: the model is built by a component builder (TiedLinear when tied: ``output`` is no
 # module, so output.weight is not in the state dict); FullModelTorchTuneCheckpointer reads
-# model.pt and writes <output_dir>/epoch_N/model-00001-of-00001.bin with torch.save.
-
-TORCHTUNE_ARGS = {
-    "vocab_size": VOCAB,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_kv_heads": 1,
-    "embed_dim": HIDDEN,
-    "intermediate_dim": 32,
-    "max_seq_len": 32,
-}
-
-
-def torchtune_model(tied: bool) -> Any:
-    from torchtune.models.qwen2 import qwen2
-
-    return qwen2(**TORCHTUNE_ARGS, tie_word_embeddings=tied).eval()
+# model.pt and writes <output_dir>/epoch_N/model-00001-of-00001.bin with torch.save. torchtune
+# runs in its own environment (interop/torchtune_client.py, driven by interop/external.py).
 
 
 def write_torchtune(root: Path, *, tied: bool, seed: int = 0) -> Path:
-    """A tiny Qwen2 built by torchtune's builder, written as ``model.pt`` (torchtune's own
-    format), read back and saved by FullModelTorchTuneCheckpointer as a recipe does at the end
-    of an epoch. Returns the epoch folder."""
-    import torch
-    from torchtune.training import FullModelTorchTuneCheckpointer
+    """A tiny Qwen2 from torchtune's builder, saved by its checkpointer; the epoch folder."""
+    from interop.external import torchtune_write
 
-    torch.manual_seed(seed)
-    model = randomize(torchtune_model(tied), seed)
-    ckpt_dir, out_dir = root / "base", root / "finetuned"
-    ckpt_dir.mkdir(parents=True)
-    torch.save(model.state_dict(), ckpt_dir / "model.pt")
-    with quiet():
-        checkpointer = FullModelTorchTuneCheckpointer(
-            checkpoint_dir=str(ckpt_dir),
-            checkpoint_files=["model.pt"],
-            model_type="QWEN2",
-            output_dir=str(out_dir),
-        )
-        state = checkpointer.load_checkpoint()
-        model.load_state_dict(state["model"], strict=True)
-        checkpointer.save_checkpoint({"model": model.state_dict()}, epoch=0)
-    return out_dir / "epoch_0"
+    return torchtune_write(root, tied=tied, seed=seed)
 
 
-def torchtune_logits_of(tied: bool, state: dict[str, torch.Tensor]) -> torch.Tensor:
-    """torchtune's loading path: the builder, then a strict load_state_dict."""
-    model = torchtune_model(tied)
-    model.load_state_dict(state, strict=True)
-    return logits(model)
+def torchtune_file(folder: Path) -> Path:
+    """The one weight file of a torchtune epoch folder (.bin) or of tiecheck's output."""
+    (path,) = [*folder.glob("*.bin"), *folder.glob("*.safetensors")]
+    return path
 
 
 def torchtune_state(folder: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a torchtune epoch folder (its .bin) or of tiecheck's output."""
     import torch
 
-    bins = sorted(folder.glob("*.bin"))
-    if bins:
-        return torch.load(bins[0], weights_only=True)
+    path = torchtune_file(folder)
+    if path.suffix == ".bin":
+        return torch.load(path, weights_only=True)
     return read_safetensors_folder(folder)
+
+
+def torchtune_logits(path: Path, *, tied: bool) -> torch.Tensor:
+    """torchtune's loading path: the builder, then a strict load_state_dict of ``path``."""
+    from interop.external import torchtune_logits as run
+
+    return run(path, tied=tied)
 
 
 # ---------------------------------------------------------------------------------------------

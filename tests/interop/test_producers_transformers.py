@@ -4,7 +4,7 @@ Idefics3, SmolVLM), each saved by the real library in both tie states.
 
 Every ``tiecheck fix`` output is loaded by real clients: the installed transformers (5.x) and,
 when ``TIECHECK_TF4_PYTHON`` names an interpreter with transformers 4.57, that one too
-(``tf4.py``). A client must report no missing, unexpected or mismatched key, hold the tie
+(``external.py``). A client must report no missing, unexpected or mismatched key, hold the tie
 state that was asked for, and compute the logits of the model the user asked for.
 """
 
@@ -44,7 +44,7 @@ from producers import (  # noqa: E402
     write_save_model,
 )
 
-from .tf4 import load_with_tf4  # noqa: E402
+from .external import load_with_tf4  # noqa: E402
 
 CLIENTS = ["transformers", "transformers-4.57"]
 TF4 = "transformers-4.57"

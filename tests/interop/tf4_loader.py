@@ -1,6 +1,6 @@
 """Load a model folder with the transformers installed in *this* interpreter and print JSON.
 
-Run by ``tests/interop/tf4.py`` in a second environment (transformers 4.57, the last 4.x,
+Run by ``tests/interop/external.py`` in a second environment (transformers 4.57, the last 4.x,
 which ties and unties differently from 5.x: TYING.md section 7), so the fix tests check their
 outputs against two real clients. Standalone: imports nothing from tiecheck or the tests.
 
@@ -42,6 +42,7 @@ def main() -> int:
         logits = model(input_ids=torch.tensor(json.loads(args.ids))).logits
     tie = getattr(model.config, "tie_word_embeddings", None)
     text_config = getattr(model.config, "text_config", None)
+    sys.stdout.write("\n")  # the caller reads the last line: no stray output before
     json.dump(
         {
             "transformers": transformers.__version__,
