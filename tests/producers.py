@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -813,8 +812,3 @@ def mlx_logits(folder: Path) -> Any:
     out = model(mx.array(INPUT_IDS))
     mx.eval(out)
     return np.array(out.astype(mx.float32))
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst

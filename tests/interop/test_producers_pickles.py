@@ -246,7 +246,7 @@ def test_lingua_declaration_comes_from_params_json(lingua: dict, tied: bool, whe
     assert config is not None, "params.json was not read"
     assert config["path"] == "params.json", config
     assert config["declared_tie"] is tied, config
-    assert "weight_tying" in config["declared_from"], config
+    assert "model.weight_tying" in config["declared_from"], config
     assert "TC111" not in codes(report)
 
     expected_model = lingua_model(json.loads((folder / "params.json").read_text())).state_dict()
