@@ -647,24 +647,36 @@ def tied_in_memory(model: Any) -> bool:
 
 
 def intended_logits(source_model: Any, to: str, keep: str | None = None) -> torch.Tensor:
-    """Logits of the model the user asked for, computed from the source model in memory
-    (through transformers' own embedding accessors, no name table): ``--to untied`` of a tied
-    model computes what it computed; ``--to tied`` keeps the embedding, or with
-    ``keep="head"`` the head's values in both places."""
+    """Logits of the model the user asked for, built from the source model in memory.
+
+    ``--to untied`` (or a source that is tied already) asks for the model as it computes now.
+    ``--to tied`` of an untied model is the model transformers builds with the tie flag set,
+    loaded with the source's tensors, where each tie of transformers' own map
+    (``all_tied_weights_keys``, ``{target: source}``: the head to the embedding, DeBERTa's
+    decoder bias to its prediction bias) takes the source side's values, or with
+    ``keep="head"`` the target side's (tiecheck's ``--keep``: the embedding side is what
+    transformers 4.x keeps on load, the head side the fine-tuned head)."""
     import copy
 
-    import torch
-
-    model = copy.deepcopy(source_model)
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
-    if to == "tied" and head is not emb:
-        with torch.no_grad():
-            if keep == "head":
-                emb.copy_(head)
-            else:
-                head.copy_(emb)
-    return logits(model)
+    if to == "untied" or tied_in_memory(source_model):
+        return logits(source_model)
+    config = copy.deepcopy(source_model.config)
+    config.tie_word_embeddings = True
+    if getattr(config, "text_config", None) is not None:
+        config.text_config.tie_word_embeddings = True
+    with quiet():
+        tied = type(source_model)(config).eval()
+    ties = dict(tied.all_tied_weights_keys)
+    assert ties, f"{type(source_model).__name__} declares no tie"
+    state = {k: v.clone() for k, v in source_model.state_dict().items()}
+    for target, source in ties.items():
+        if keep == "head":
+            state[source] = state[target]
+        del state[target]
+    missing, unexpected = tied.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= set(ties), (missing, unexpected)
+    assert tied_in_memory(tied)
+    return logits(tied)
 
 
 # ---------------------------------------------------------------------------------------------
