@@ -112,8 +112,8 @@ CASES = {
         {"model_type": "t5", "tie_word_embeddings": False},
         (
             "shared.weight",
-            "encoder.embed_tokens.weight",
             "decoder.embed_tokens.weight",
+            "encoder.embed_tokens.weight",
             "lm_head.weight",
         ),
     ),
@@ -122,8 +122,8 @@ CASES = {
         {"model_type": "bart"},
         (
             "model.shared.weight",
-            "model.encoder.embed_tokens.weight",
             "model.decoder.embed_tokens.weight",
+            "model.encoder.embed_tokens.weight",
             "lm_head.weight",
         ),
     ),

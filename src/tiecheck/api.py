@@ -30,6 +30,7 @@ from tiecheck.analysis.location import locate_findings
 from tiecheck.analysis.peft import adapter_findings
 from tiecheck.analysis.sharing import shared_storages, sharing_findings
 from tiecheck.analysis.ties import judge_groups, unexplained_duplicates, verdict
+from tiecheck.errors import SourceError
 from tiecheck.model import Checkpoint, SourceKind, TensorInfo
 from tiecheck.readers.bytes import ByteSource
 from tiecheck.readers.source import open_source
@@ -68,6 +69,7 @@ def inspect(
     offline: bool = False,
     rtol: float = DEFAULT_TOLERANCE.rtol,
     atol: float = DEFAULT_TOLERANCE.atol,
+    pair: tuple[str, str] | None = None,
 ) -> Report:
     """Inspect a checkpoint (file, index, model folder or PEFT adapter) for tie problems.
 
@@ -81,6 +83,8 @@ def inspect(
     ``TIECHECK_HUB_TIMEOUT`` or 30) and ``offline`` (the cache only, no request).
     ``rtol``/``atol``: a head within ``atol + rtol * |embedding|`` of the embedding in every
     element is a numerically identical copy, not a trained head (``numpy.allclose``'s rule).
+    ``pair`` (``(embedding, head)``) names the tie group instead of the families and names:
+    the embedding must be stored, the head may be absent.
     Raises ``SourceError`` only when the source cannot be opened at all; everything wrong
     inside it is a finding.
     """
@@ -101,6 +105,7 @@ def inspect(
             expect=expect,
             progress=progress,
             tolerance=Tolerance(rtol, atol),
+            pair=pair,
         )
 
 
@@ -112,6 +117,7 @@ def analyse(
     expect: str | None = None,
     progress: Progress | None = None,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
+    pair: tuple[str, str] | None = None,
 ) -> Report:
     """Every analysis of an opened checkpoint; tensor bytes are read from ``files`` (any
     ``ByteSource``: files on disk, a Hub repo, bytes in memory)."""
@@ -120,6 +126,11 @@ def analyse(
     tensors: dict[str, TensorInfo] = {}
     for t in checkpoint.tensors:
         tensors.setdefault(t.name, t)
+    if pair is not None and pair[0] not in tensors:
+        raise SourceError(
+            f"{checkpoint.source}: --pair names {pair[0]!r} as the embedding, but no tensor of "
+            "that name is stored (see 'tiecheck inspect -v' for the names)"
+        )
     findings = problem_findings(checkpoint.problems)
     records = alias_records(checkpoint)
     declared, declared_findings = declared_tie(checkpoint.config, records)
@@ -133,7 +144,7 @@ def analyse(
     findings += alias_findings(checkpoint, records)
     shared = shared_storages(checkpoint.tensors)
     findings += sharing_findings(shared)
-    groups = find_groups(tensors, declared.family)
+    groups = find_groups(tensors, declared.family, records=records, shared=shared, pair=pair)
 
     data = TensorData.of(checkpoint, files, on_read=progress.advance if progress else None)
     sets: list[list[TensorInfo]] | None = None

@@ -149,11 +149,28 @@ class IndexInfo:
     total_size: int | float | None
 
 
+class ConfigKind(str, Enum):
+    """Which framework's configuration file declares the model (and so the tie)."""
+
+    TRANSFORMERS = "transformers"
+    """config.json: ``tie_word_embeddings`` (and nested levels)."""
+    META = "meta-params"
+    """Meta's original params.json (``dim``, ``n_layers``...): the reference code never ties."""
+    LINGUA = "lingua-params"
+    """Lingua's params.json: ``model.weight_tying``."""
+    TORCHTITAN = "torchtitan"
+    """a JSON with torchtitan's model args: ``enable_weight_tying``."""
+    MEGATRON = "megatron"
+    """Megatron-LM / NeMo YAML: ``untie_embeddings_and_output_weights``,
+    ``share_embeddings_and_output_weights``."""
+
+
 @dataclass(frozen=True)
 class ConfigInfo:
     name: str
     path: Path
     data: dict[str, Any]
+    kind: ConfigKind = ConfigKind.TRANSFORMERS
 
     @property
     def model_type(self) -> str | None:

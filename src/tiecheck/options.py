@@ -52,6 +52,17 @@ class Keep(str, Enum):
     HEAD = "head"
 
 
+def parse_pair(text: str) -> tuple[str, str]:
+    """``EMBEDDING=HEAD`` (``--pair``) as two tensor names; tensor names may hold ``=`` but
+    never end in one, so the split is at the last ``=`` that leaves two non-empty names."""
+    embedding, sep, head = text.rpartition("=")
+    if not sep or not embedding or not head:
+        raise ValueError(f"{text!r} is not EMBEDDING=HEAD (two tensor names joined by '=')")
+    if embedding == head:
+        raise ValueError(f"{text!r} names the same tensor twice")
+    return embedding, head
+
+
 @dataclass(frozen=True)
 class Options:
     """Every setting of one ``check`` run; ``Options()`` is the defaults.
@@ -91,3 +102,6 @@ class Options:
     """Hub sources: seconds a request may go unanswered (default: TIECHECK_HUB_TIMEOUT, 30)."""
     offline: bool = False
     """Hub sources: the Hugging Face cache only, no network request."""
+    pair: tuple[str, str] | None = None
+    """``(embedding, head)``: the tie group, named by the user (``--pair``) where nothing in
+    the files confirms the one the names suggest; it replaces every other grouping."""

@@ -421,9 +421,10 @@ RULES: dict[Code, Rule] = _rules(
             "lm_head.weight, and drop model.embed_tokens.weight."
         ),
         why_it_matters=(
-            "transformers 4.x initialises the embedding at random (transformers #34759, "
-            "#30125, safetensors #265); transformers 5.x swaps source and target and loads it "
-            "correctly; vLLM, mlx-lm and llama.cpp's converter fail."
+            "transformers 4.57 fails to load it and older 4.x initialise the embedding at "
+            "random (transformers #34759, #30125, safetensors #265); transformers 5.x swaps "
+            "source and target and loads it correctly; vLLM, mlx-lm and llama.cpp's converter "
+            "fail."
         ),
         how_to_fix=(
             "`tiecheck fix SRC --to tied -o OUT` stores the bytes under the embedding's name, "

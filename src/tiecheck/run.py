@@ -146,6 +146,7 @@ def check(
                 offline=options.offline,
                 rtol=options.rtol,
                 atol=options.atol,
+                pair=options.pair,
             )
         except TiecheckError as e:
             outcomes.append(Outcome(str(source), policy, error=str(e)))

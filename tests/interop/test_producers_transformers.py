@@ -171,9 +171,14 @@ def test_save_model_alias_record_names_the_pair(savers: dict[str, Saved], name: 
     (group,) = head_groups(report)
     assert set(group["members"]) == {dropped, "lm_head.weight"}, group  # from the record
     assert group["stored_members"] == ["lm_head.weight"]
-    assert "TC101" not in codes(report) and "TC104" not in codes(report), messages(report)
-    assert report["verdict"] == "tied"
-    assert not messages(report, "error") and code == 0, messages(report)
+    assert "alias-record" in group["evidence"], group
+    # the embedding itself is not stored: transformers 5 swaps source and target and loads it,
+    # 4.57 fails to load it (checked against the real client in test_tf4_fails_on_save_model):
+    # TC104, naming the record's name, never another family's
+    assert "TC101" not in codes(report), messages(report)
+    (tc104,) = [f for f in report["findings"] if f["code"] == "TC104"]
+    assert tc104["keys"] == [dropped, "lm_head.weight"], tc104
+    assert report["verdict"] == "inconsistent" and code == 1
 
 
 @pytest.mark.parametrize("name", ["accelerate-qwen2", "accelerate-gpt2"])
@@ -332,3 +337,27 @@ def test_family_keep_head_really_moves_the_head(
         written = read_safetensors_folder(out)
         assert set(written) == set(stored) - {head}
         assert torch.equal(written[emb], stored[head if keep == "head" else emb])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["save_model-gpt2", "save_model-qwen2"])
+def test_tf4_fails_on_save_model_output_as_tc104_says(
+    savers: dict[str, Saved], tmp_path: Path, name: str
+) -> None:
+    """TC104's claim, held to the real client: a head stored without its embedding (what
+    save_model writes) does not load in transformers 4.57, even with the config beside it and
+    the 'format' metadata 4.x insists on."""
+    from safetensors.torch import load_file, save_file
+
+    from .external import run_json
+
+    saved = savers[name]
+    source = saved.source if saved.source.is_dir() else saved.source.parent
+    folder = _with_config(source, _config_for(saved.model, True), tmp_path)
+    (file,) = folder.glob("*.safetensors")
+    metadata = {**safetensors_metadata(file), "format": "pt"}
+    save_file(load_file(str(file)), str(file), metadata=metadata)
+    code, _, _ = run_json("TIECHECK_TF4_PYTHON", "tf4_loader.py", folder, "--ids", "[[1, 2]]")
+    assert code != 0, "transformers 4.57 loaded a checkpoint whose embedding is missing"
+    _, report = inspect_json(folder)
+    assert "TC104" in codes(report)

@@ -18,7 +18,7 @@ import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import tiecheck  # noqa: E402
-from tiecheck.analysis.families import FAMILIES, family_for  # noqa: E402
+from tiecheck.analysis.families import every_family, family_for  # noqa: E402
 
 from .helpers import (  # noqa: E402
     TF5,
@@ -32,7 +32,7 @@ from .helpers import (  # noqa: E402
     tiny_of_type,
 )
 
-KNOWN = sorted(t for f in FAMILIES for t in f.model_types if t in transformers.CONFIG_MAPPING)
+KNOWN = sorted(t for f in every_family() for t in f.model_types if t in transformers.CONFIG_MAPPING)
 WITH_HEAD = [t for t in KNOWN if lm_class_for(t) is not None]
 
 

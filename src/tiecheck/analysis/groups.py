@@ -1,20 +1,25 @@
-"""Find the tie groups of a checkpoint: which stored (or expected) names are one tensor when tied.
+"""Find the tie groups of a checkpoint: which stored (or expected) names are one tensor when
+tied, and the evidence for each.
 
-Registry layouts are matched with any prefix, so ``language_model.model.embed_tokens.weight``
-(Gemma 3 on disk) and ``base_model.model.model.embed_tokens.weight`` (PEFT) are found by the
-plain ``model.embed_tokens.weight`` layout. When no layout matches, a fallback pairs
-embedding-like and head-like names of the same shape, so unknown families still get checked.
+A checkpoint whose declaration names its family (a ``model_type`` the registry knows, a
+params.json) gets that family's layouts and nothing else. Layouts are matched with any prefix,
+so ``base_model.model.model.embed_tokens.weight`` (PEFT) is found by the plain
+``model.embed_tokens.weight`` layout. Without a family, what the files say comes first (alias
+records, storage shared in a pickle), then names: a known family's names, or embedding-like
+and head-like names of one shape; groups from names alone carry only ``name-heuristic``
+evidence, which ``fix`` will not act on.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cache
 
-from tiecheck.analysis.families import FAMILIES, Family, Layout
+from tiecheck.analysis.families import Evidence, Family, Layout, every_family, undeclared_layouts
+from tiecheck.analysis.sharing import SharedStorage, SharingKind
 from tiecheck.model import TensorInfo
 
 SIDECAR_SUFFIXES = (".scales", ".biases", ".SCB", ".weight_format")
@@ -50,9 +55,14 @@ class TieGroup:
     members: tuple[Member, ...]
     """the source first (the name transformers keeps), then aliases, then the head."""
     layout: str
-    """the registry family that matched, or 'heuristic'."""
+    """the family whose layout matched (``Family.id``), ``alias-record``, ``shared-storage``,
+    ``pair-option`` or ``heuristic``."""
     aliases_follow_flag: bool = True
     """whether an untied flag also unties the aliases (see ``Family.aliases_follow_flag``)."""
+    evidence: tuple[Evidence, ...] = ()
+    """why the names form a group (more is added once values are compared)."""
+    untied_head: str | None = None
+    """the head's name in the untied model, when it differs from ``members[-1]`` (Lingua)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -185,7 +195,9 @@ def _groups_for_layout(
     head = names.expected(layout.head, prefix)
     members.append(Member(head, Role.HEAD, _sidecars(head, names)))
     follows = family.aliases_follow_flag
-    groups = [TieGroup(GroupKind.HEAD, tuple(members), family.name, follows)]
+    evidence = (family.evidence,)
+    untied = prefix + layout.untied_head if layout.untied_head else None
+    groups = [TieGroup(GroupKind.HEAD, tuple(members), family.id, follows, evidence, untied)]
     if layout.bias is not None:
         source, alias = (prefix + b for b in layout.bias)
         if source in names or alias in names:
@@ -193,13 +205,17 @@ def _groups_for_layout(
                 TieGroup(
                     GroupKind.BIAS,
                     (Member(source, Role.BIAS), Member(alias, Role.BIAS_ALIAS)),
-                    family.name,
+                    family.id,
+                    follows,
+                    evidence,
                 )
             )
     return groups
 
 
-def _match_embeddings(families: tuple[Family, ...], names: _Names) -> list[TieGroup]:
+def _match_embeddings(
+    families: tuple[Family, ...], names: _Names, prefixes: frozenset[str] | None = None
+) -> list[TieGroup]:
     """Groups for every stored embedding (or architecture alias of one) a layout recognises.
 
     Layouts whose head is also stored are tried first: without a config, Whisper's
@@ -215,6 +231,8 @@ def _match_embeddings(families: tuple[Family, ...], names: _Names) -> list[TieGr
         for family, layout in candidates:
             for pattern in (layout.embedding, *layout.aliases):
                 for prefix, name in names.matches(pattern):
+                    if prefixes is not None and prefix not in prefixes:
+                        continue
                     if name in claimed or (
                         require_head and names.expected(layout.head, prefix) not in names.all
                     ):
@@ -227,7 +245,9 @@ def _match_embeddings(families: tuple[Family, ...], names: _Names) -> list[TieGr
     return groups
 
 
-def _match_heads(family: Family, names: _Names) -> list[TieGroup]:
+def _match_heads(
+    family: Family, names: _Names, prefixes: frozenset[str] | None = None
+) -> list[TieGroup]:
     """Heads stored without any embedding (TC104): only meaningful once the family is known.
 
     One group per prefix: a ``#`` head pattern matches every layer, but only the last is
@@ -235,16 +255,22 @@ def _match_heads(family: Family, names: _Names) -> list[TieGroup]:
     found: list[list[TieGroup]] = []
     for layout in family.layouts:
         groups: list[TieGroup] = []
-        prefixes = dict.fromkeys(prefix for prefix, _ in names.matches(layout.head))
-        for prefix in prefixes:
+        found_prefixes = dict.fromkeys(prefix for prefix, _ in names.matches(layout.head))
+        for prefix in found_prefixes:
+            if prefixes is not None and prefix not in prefixes:
+                continue
             groups += _groups_for_layout(layout, family, prefix, names)
         if groups:
             found.append(groups)
+
     # Several layouts can share a head name (``lm_head.weight`` for Qwen2 and Qwen2-VL); name the
     # missing embedding after the layout whose module the stored weights actually use.
-    for groups in found:
-        module = groups[0].members[0].name.rsplit(".", 2)[0] + "."
-        if names.other_under(module, set(groups[0].names)):
+    # The longest module first: 'model.' holds 'model.language_model.layers.0' too.
+    def module(groups: list[TieGroup]) -> str:
+        return groups[0].members[0].name.rsplit(".", 2)[0] + "."
+
+    for groups in sorted(found, key=lambda g: -len(module(g))):
+        if names.other_under(module(groups), set(groups[0].names)):
             return groups
     return found[0] if found else []
 
@@ -281,27 +307,126 @@ def _heuristic(tensors: dict[str, TensorInfo], names: _Names) -> list[TieGroup]:
                     Member(head, Role.HEAD, _sidecars(head, names)),
                 ),
                 "heuristic",
+                evidence=(Evidence.NAME_HEURISTIC,),
             )
         )
     return groups
 
 
-def find_groups(tensors: dict[str, TensorInfo], family: Family | None) -> list[TieGroup]:
-    """Tie groups, trying the config's family first, then every family, then the heuristic."""
+@cache
+def _layout_pairs() -> dict[str, frozenset[str]]:
+    """Every known family's embedding name -> the head names it pairs with (no ``#``)."""
+    pairs: dict[str, set[str]] = {}
+    for family in every_family():
+        for layout in family.layouts:
+            if "#" not in layout.embedding and "#" not in layout.head:
+                pairs.setdefault(layout.embedding, set()).add(layout.head)
+    return {k: frozenset(v) for k, v in pairs.items()}
+
+
+def _roles(a: str, b: str, names: _Names) -> tuple[str, str] | None:
+    """``(embedding, head)`` of two names a record or a shared storage pairs: by a known
+    family's layout under one prefix (a lookup per dotted suffix of the name), else by
+    embedding-like and head-like names."""
+    pairs = _layout_pairs()
+    for emb, head in ((a, b), (b, a)):
+        parts = emb.split(".")
+        for i in range(len(parts)):
+            tail = ".".join(parts[i:])
+            prefix = emb[: len(emb) - len(tail)]
+            heads = pairs.get(tail)
+            if heads and head.startswith(prefix) and head[len(prefix) :] in heads:
+                return emb, head
+    if _EMBEDDING_LIKE.search(a) and _HEAD_LIKE.search(b):
+        return a, b
+    if _EMBEDDING_LIKE.search(b) and _HEAD_LIKE.search(a):
+        return b, a
+    return None
+
+
+def _pair(emb: str, head: str, names: _Names, layout: str, evidence: Evidence) -> TieGroup:
+    members = (
+        Member(emb, Role.EMBEDDING, _sidecars(emb, names)),
+        Member(head, Role.HEAD, _sidecars(head, names)),
+    )
+    return TieGroup(GroupKind.HEAD, members, layout, evidence=(evidence,))
+
+
+def _from_records(records: dict[str, str], names: _Names) -> list[TieGroup]:
+    """Pairs named by alias records ``{dropped: kept}`` (safetensors' save_model,
+    huggingface_hub): the record says which names are one tensor, the names which is the
+    embedding."""
+    groups, claimed = [], set()
+    for dropped, kept in records.items():
+        roles = _roles(dropped, kept, names)
+        if roles is None or claimed & set(roles):
+            continue
+        groups.append(_pair(*roles, names, "alias-record", Evidence.ALIAS_RECORD))
+        claimed.update(roles)
+    return groups
+
+
+def _from_shared(shared: list[SharedStorage], names: _Names, taken: set[str]) -> list[TieGroup]:
+    """Pairs a pickle stores as one storage (nanoGPT's ``wte`` and ``lm_head``)."""
+    groups = []
+    for s in shared:
+        if s.kind is not SharingKind.ALIAS or len(s.keys) != 2 or taken & set(s.keys):
+            continue
+        roles = _roles(s.keys[0], s.keys[1], names)
+        if roles is not None:
+            groups.append(_pair(*roles, names, "shared-storage", Evidence.SHARED_STORAGE))
+    return groups
+
+
+def _confirmed(groups: list[TieGroup], records: dict[str, str]) -> list[TieGroup]:
+    """Add alias-record evidence to groups a record describes (either direction)."""
+    if not records:
+        return groups
+    out = []
+    for g in groups:
+        members = set(g.names)
+        if any(d in members and k in members for d, k in records.items()):
+            g = replace(g, evidence=(*g.evidence, Evidence.ALIAS_RECORD))
+        out.append(g)
+    return out
+
+
+def find_groups(
+    tensors: dict[str, TensorInfo],
+    family: Family | None,
+    *,
+    records: dict[str, str] | None = None,
+    shared: list[SharedStorage] | None = None,
+    pair: tuple[str, str] | None = None,
+) -> list[TieGroup]:
+    """Tie groups with their evidence: the user's ``pair``; else the declared family's
+    layouts only; else what the files say (alias records, shared storage), then names."""
     names = _Names(frozenset(tensors))
+    records = records or {}
+    if pair is not None:
+        return [_pair(pair[0], pair[1], names, "pair-option", Evidence.PAIR_OPTION)]
     if family is not None:
-        groups = _match_embeddings((family,), names) or _match_heads(family, names)
+        return _confirmed(
+            _match_embeddings((family,), names) or _match_heads(family, names), records
+        )
+    groups = _from_records(records, names)
+    groups += _from_shared(shared or [], names, {n for g in groups for n in g.names})
+    if groups:
+        return groups
+    # nothing declares a family: a known layout's exact names (no prefix but PEFT's), then
+    # the look of the names
+    known = undeclared_layouts()
+    groups = _match_embeddings(known, names, UNDECLARED_PREFIXES) or _heuristic(tensors, names)
+    if groups:
+        return groups
+    for candidate in known:
+        groups = _match_heads(candidate, names, UNDECLARED_PREFIXES)
         if groups:
             return groups
-    groups = _match_embeddings(FAMILIES, names)
-    if groups:
-        return groups
-    groups = _heuristic(tensors, names)
-    if groups:
-        return groups
-    if family is None:
-        for candidate in FAMILIES:
-            groups = _match_heads(candidate, names)
-            if groups:
-                return groups
     return []
+
+
+UNDECLARED_PREFIXES = frozenset({"", "base_model.model."})
+"""Prefixes a known layout may carry in a checkpoint that declares no family: any prefix
+would let BLOOM's ``word_embeddings.weight`` claim DeBERTa's
+``deberta.embeddings.word_embeddings.weight`` and invent a head beside it."""

@@ -22,6 +22,7 @@ from tiecheck.analysis.compare import (
     physical_key,
 )
 from tiecheck.analysis.declared import DeclaredTie
+from tiecheck.analysis.families import Evidence
 from tiecheck.analysis.groups import GroupKind, Member, Role, TieGroup
 from tiecheck.model import TensorInfo
 from tiecheck.readers.tensor_data import TensorData
@@ -119,6 +120,18 @@ class GroupResult:
     def nbytes(self) -> int:
         """Bytes this group occupies on disk (shared storage counted once)."""
         return sum(m.nbytes for m in self.members if m.stored and m.relation is not Relation.SHARED)
+
+    @property
+    def evidence(self) -> tuple[Evidence, ...]:
+        """Why these names are one group: the group's own evidence, and what the comparison
+        showed (one storage in a pickle, identical bytes)."""
+        found = list(self.group.evidence)
+        relations = {m.relation for m in self.members}
+        if Relation.SHARED in relations:
+            found.append(Evidence.SHARED_STORAGE)
+        if relations & {Relation.DUPLICATE, Relation.CLOSE}:
+            found.append(Evidence.BYTE_IDENTITY)
+        return tuple(dict.fromkeys(found))
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -337,8 +350,8 @@ def _group_findings(
             finding(
                 Code.EMBEDDING_MISSING,
                 f"{head.name} is stored but the embedding it ties to ({embedding_side[0].name}) is "
-                "missing: transformers 4.x initialises the embedding at random, 5.x swaps source "
-                "and target, vLLM and mlx-lm fail to load",
+                "missing: transformers 4.57 fails to load it (older 4.x initialise the embedding "
+                "at random), 5.x swaps source and target, vLLM and mlx-lm fail to load",
                 keys=[embedding_side[0].name, head.name],
                 file=head.file,
             )
@@ -400,8 +413,12 @@ def verdict(results: list[GroupResult], declared: DeclaredTie, findings: list[Fi
         return Verdict.INCONSISTENT
     if declared.tied is not None:
         return Verdict.TIED if declared.tied else Verdict.UNTIED
+    # Nothing declares the tie: the storage says it. A head stored under its own name (a copy
+    # or values of its own) is the untied form; one name, or one storage, the tied form.
     separate = any(
-        m.relation in (Relation.DISTINCT, Relation.NOT_COMPARED) for r in heads for m in r.members
+        m.role is Role.HEAD and m.relation not in (Relation.SHARED, Relation.REFERENCE) and m.stored
+        for r in heads
+        for m in r.members
     )
     return Verdict.UNTIED if separate else Verdict.TIED
 

@@ -99,6 +99,24 @@ def _output(path: Path | None):  # type: ignore[no-untyped-def]
         raise _fail(f"cannot write {path}: {e.strerror or e}") from None
 
 
+PAIR_HELP = (
+    "Name the tie group yourself, as EMBEDDING=HEAD (e.g. tok.weight=proj.weight), when "
+    "nothing in the files confirms the pair the names suggest (a model type tiecheck does "
+    "not know, no config). Replaces every other grouping; the head may be absent."
+)
+
+
+def _pair_option(value: str | None) -> tuple[str, str] | None:
+    from tiecheck.options import parse_pair
+
+    if value is None:
+        return None
+    try:
+        return parse_pair(value)
+    except ValueError as e:
+        raise _fail(f"--pair: {e}") from None
+
+
 SOURCES_HELP = (
     "Checkpoints to inspect: a .safetensors file, a .bin/.pt/.pth/.ckpt pickle, an "
     "*.index.json, a model folder, a PEFT adapter folder, or a Hugging Face Hub repo "
@@ -290,6 +308,10 @@ def inspect_command(
         float,
         typer.Option("--atol", metavar="A", min=0.0, help="See --rtol."),
     ] = 1e-8,
+    pair: Annotated[
+        str | None,
+        typer.Option("--pair", metavar="EMBEDDING=HEAD", help=PAIR_HELP, show_default=False),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -357,6 +379,7 @@ def inspect_command(
         offline=offline,
         rtol=rtol,
         atol=atol,
+        pair=_pair_option(pair),
     )
     try:
         targets = collect_sources(sources or [], from_file, group_shards=group_shards)
@@ -495,6 +518,10 @@ def fix_command(
             "(as HF_HUB_OFFLINE=1 does).",
         ),
     ] = False,
+    pair: Annotated[
+        str | None,
+        typer.Option("--pair", metavar="EMBEDDING=HEAD", help=PAIR_HELP, show_default=False),
+    ] = None,
 ) -> None:
     """Rewrite a checkpoint into deduplicated-tied or explicitly-untied safetensors.
 
@@ -522,6 +549,7 @@ def fix_command(
         shard_limit = parse_size(max_shard_size) if max_shard_size is not None else None
     except ValueError as e:
         raise _fail(f"--max-shard-size: {e}") from None
+    named_pair = _pair_option(pair)
     if keep is not None and to is Expect.UNTIED:
         _err("warning: --keep only applies to --to tied (untying keeps every tensor); ignored")
         keep = None
@@ -541,6 +569,7 @@ def fix_command(
             token=token,
             timeout=timeout,
             offline=offline,
+            pair=named_pair,
         )
     except TiecheckError as e:
         raise _fail(str(e)) from None

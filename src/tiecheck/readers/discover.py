@@ -14,6 +14,7 @@ from typing import Protocol
 
 from tiecheck.errors import SourceError
 from tiecheck.model import SourceKind
+from tiecheck.readers.declarations import DECLARATION_FILES
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 # In transformers' order of preference.
@@ -133,7 +134,7 @@ def choose(listing: Listing, source: str, target: str | None = None) -> Choice:
     checkpoint one named file belongs to (an index, a weight file; a config names its folder).
 
     Raises ``SourceError`` when there is nothing a loader would read."""
-    config = "config.json" if listing.is_file("config.json") else None
+    config = next((n for n in DECLARATION_FILES if listing.is_file(n)), None)
     adapter_config = "adapter_config.json" if listing.is_file("adapter_config.json") else None
     if target is not None and target not in ("config.json", "adapter_config.json"):
         if not listing.is_file(target):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tiecheck.errors import FormatError, UnsafePickleError
 from tiecheck.model import (
@@ -23,6 +23,7 @@ from tiecheck.model import (
     TensorInfo,
     WeightFile,
 )
+from tiecheck.readers.declarations import classify, read_yaml_flags
 from tiecheck.readers.discover import Plan
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
 from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
@@ -231,14 +232,17 @@ class _Loader:
                 self.config_problem(name, message)
                 return None
         try:
-            data, _ = read_json_file(path, max_bytes=MAX_CONFIG_BYTES)
+            if path.name.endswith(".yaml"):
+                data: Any = read_yaml_flags(path)
+            else:
+                data, _ = read_json_file(path, max_bytes=MAX_CONFIG_BYTES)
         except FormatError as e:
             self.config_problem(name, f"{name}: {e}")
             return None
         if not isinstance(data, dict):
             self.config_problem(name, f"{name}: not a JSON object")
             return None
-        return ConfigInfo(name, path, data)
+        return ConfigInfo(name, path, data, classify(path.name, data))
 
     def config_problem(self, name: str, message: str) -> None:
         self.problems.append(Problem(ProblemKind.INVALID_FILE, message, file=name))

@@ -33,6 +33,7 @@ def _group(g: GroupResult) -> dict[str, Any]:
         "max_abs_diff": _number(g.max_abs_diff),
         "differing_fraction": g.differing_fraction,
         "layout": g.group.layout,
+        "evidence": [e.value for e in g.evidence],
         "detail": [
             {
                 "name": m.name,
@@ -42,6 +43,8 @@ def _group(g: GroupResult) -> dict[str, Any]:
                 "bytes": m.nbytes,
                 "max_abs_diff": _number(m.difference.max_abs_diff) if m.difference else None,
                 "differing_fraction": m.difference.fraction if m.difference else None,
+                "differing": m.difference.differing if m.difference else None,
+                "beyond_tolerance": m.difference.outside if m.difference else None,
             }
             for m in g.members
         ],
@@ -68,9 +71,12 @@ def report_dict(report: Report) -> dict[str, Any]:
         config = {
             "path": ckpt.config.name if ckpt.config else None,
             "model_type": declared.model_type,
-            "family": declared.family.name if declared.family else None,
+            "family": declared.family.id if declared.family else None,
+            "kind": declared.kind.value if declared.kind else None,
             "declared_tie": declared.tied,
             "declared_from": declared.source,
+            "declared_file": declared.file,
+            "declared_key": declared.key,
             "defaulted": declared.defaulted,
             "flags": declared.flags,
             "has_lm_head": declared.has_lm_head,

@@ -81,7 +81,7 @@ def _summary(report: Report) -> Table:
 
 def _groups(groups: list[GroupResult]) -> Table:
     table = Table(title="tie groups", title_justify="left", expand=False)
-    for column in ("state", "declared", "bytes", "max |diff|", "kind"):
+    for column in ("state", "declared", "bytes", "max |diff|", "evidence"):
         table.add_column(column, no_wrap=True)
     table.add_column("members", overflow="fold")
     for g in groups:
@@ -94,7 +94,7 @@ def _groups(groups: list[GroupResult]) -> Table:
             declared,
             human_bytes(g.nbytes),
             "" if diff is None else f"{diff:.4g}",
-            g.kind.value,
+            ", ".join(e.value for e in g.evidence),
             members,
         )
     return table

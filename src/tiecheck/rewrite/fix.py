@@ -160,13 +160,15 @@ def fix(
     token: str | None = None,
     timeout: float | None = None,
     offline: bool = False,
+    pair: tuple[str, str] | None = None,
 ) -> FixResult:
     """Rewrite a checkpoint into deduplicated-tied (``to="tied"``) or explicitly-untied form.
 
     Writes safetensors into ``output`` (a new or empty folder) or, with ``in_place``, beside
     the source, replacing files only after verification. Raises ``FixRefused`` when the
     rewrite would lose data or change the model, ``SourceError`` for unusable paths.
-    ``revision``, ``token``, ``timeout`` and ``offline`` apply to Hub repo ids, as in ``inspect``.
+    ``revision``, ``token``, ``timeout`` and ``offline`` apply to Hub repo ids, as in ``inspect``;
+    ``pair`` (``(embedding, head)``) confirms a tie group only the names suggest, as there.
     """
     to = Verdict(to)
     if keep not in (None, "embedding", "head"):
@@ -200,6 +202,7 @@ def fix(
             overwrite=overwrite,
             progress=progress,
             recovered=recovered,
+            pair=pair,
         )
     finally:
         if held is not None:
@@ -219,8 +222,9 @@ def _fix(
     overwrite: bool,
     progress: Progress | None,
     recovered: list[str],
+    pair: tuple[str, str] | None = None,
 ) -> FixResult:
-    report = inspect(source, progress=progress)
+    report = inspect(source, progress=progress, pair=pair)
     plan = build_plan(report, to, keep=keep, max_shard_size=max_shard_size)
     if in_place is not None and plan.index_name is not None:
         shadow = report.checkpoint.root / "model.safetensors"
@@ -240,7 +244,9 @@ def _fix(
         assert output is not None
         folder = _open_output(checkpoint, output, overwrite)
     try:
-        return _write_and_commit(report, plan, folder, in_place is not None, progress, recovered)
+        return _write_and_commit(
+            report, plan, folder, in_place is not None, progress, recovered, pair
+        )
     finally:
         if folder is not in_place:
             folder.close()
@@ -253,6 +259,7 @@ def _write_and_commit(
     in_place: bool,
     progress: Progress | None,
     recovered: list[str],
+    pair: tuple[str, str] | None,
 ) -> FixResult:
     checkpoint = report.checkpoint
     names = _final_names(plan, in_place)
@@ -296,14 +303,14 @@ def _write_and_commit(
         ) from e
     plan.notes.extend(notes)
     after_path = _after_source(plan, folder.path, Path(checkpoint.source).is_dir())
-    after = inspect(after_path, expect=plan.to)
+    after = inspect(after_path, expect=plan.to, pair=pair)
     return FixResult(plan, folder.path, finals, after, recovered)
 
 
 def _final_names(plan: FixPlan, in_place: bool) -> list[str]:
     names = [out.name for out in plan.files]
     names += [n for n in (plan.index_name,) if n is not None]
-    names += ["config.json"] if plan.config is not None else []
+    names += [plan.config_name] if plan.config is not None and plan.config_name else []
     names += [] if in_place else [p.name for p in plan.extra_files]
     return names
 
@@ -374,7 +381,7 @@ def _write_all(
         }
         json_file(plan.index_name, index)
     if plan.config is not None:
-        json_file("config.json", plan.config)
+        json_file(plan.config_name or "config.json", plan.config)
     if not in_place:
         for extra in plan.extra_files:
             finals.append(extra.name)

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tiecheck.analysis.declared import NESTED
+from tiecheck.analysis.families import CONFIRMING
 from tiecheck.analysis.groups import GroupKind, Member, Role
 from tiecheck.analysis.integrity import alias_records
 from tiecheck.analysis.ties import GroupResult, MemberResult, Relation, Verdict
 from tiecheck.errors import TiecheckError
-from tiecheck.model import FileFormat, SourceKind, TensorInfo
+from tiecheck.model import ConfigKind, FileFormat, SourceKind, TensorInfo
 from tiecheck.readers.discover import ADAPTER_FILES, PICKLE_SUFFIXES
 from tiecheck.readers.paths import lstat_or_none, outside_folder
 from tiecheck.report import Report
@@ -177,10 +179,29 @@ class _Builder:
                 f"{family.name}: the tie flag also rescales the decoder output (by d_model**-0.5 "
                 "when tied), so flipping it changes what the model computes; refusing"
             )
-        if family is not None and family.flag_ignored and self.to is Verdict.UNTIED:
+        if declared.always_tied and self.to is Verdict.UNTIED:
+            raise FixRefused(f"{declared.source}; it cannot be untied")
+        kind = declared.kind
+        if kind is ConfigKind.META and self.to is Verdict.TIED:
             raise FixRefused(
-                f"{family.name} always ties its head to the embedding; it cannot be untied"
+                f"{declared.file}: Meta's original format has no tie: its reference code always "
+                "loads output.weight, so a tied checkpoint would not load there; use --to untied"
             )
+        if kind is ConfigKind.MEGATRON:
+            raise FixRefused(
+                f"{declared.file}: the tie is declared in a Megatron/NeMo YAML file, which "
+                "tiecheck does not rewrite; set untie_embeddings_and_output_weights (or "
+                "share_embeddings_and_output_weights) there by hand"
+            )
+        for group in self.report.tie_groups:
+            if group.kind is GroupKind.HEAD and not CONFIRMING & set(group.evidence):
+                emb, head = group.group.names[0], group.group.names[-1]
+                confirm = shlex.quote(f"{emb}={head}")
+                raise FixRefused(
+                    f"the pair {emb} / {head} comes only from the look of their names (a "
+                    "guess): nothing declares the model's family, and no alias record or shared "
+                    f"storage confirms it. If it is right, say so: --pair {confirm}"
+                )
 
     def _sidecar_pairs(self, src: Member, dst_name: str) -> list[tuple[str, str]]:
         """(source name, destination name) for a member and its quantisation side-cars."""
@@ -243,6 +264,19 @@ class _Builder:
             return
         head = group.group.members[-1]
         reference = self._member(group, stored[0].name)
+        untied = group.group.untied_head
+        if (
+            untied
+            and untied != head.name
+            and any(m.name == head.name and m.stored for m in group.members)
+        ):
+            # the tied model keeps its head under another name (Lingua's TiedLinear): the
+            # untied model's loader looks for it under its own
+            for src, dst in self._sidecar_pairs(head, untied):
+                self.drop.add(src)
+                self.add.append((dst, self.tensors[src], self.tensors[src].file))
+                self.plan.renamed.append((src, dst))
+            return
         if not any(m.name == head.name and m.stored for m in group.members):
             if "#" in head.name:
                 raise FixRefused(f"cannot tell which layer's head to create ({head.name})")
@@ -263,20 +297,31 @@ class _Builder:
         config = self.ckpt.config
         if config is None:
             self.plan.notes.append(
-                "no config.json: only the weights change; loaders cannot know the tie state"
+                "no config: only the weights change; loaders cannot know the tie state"
             )
             return
         declared = self.report.declared
         value = self.to is Verdict.TIED
         data = copy.deepcopy(config.data)
-        flag = declared.family.flag if declared.family else "tie_word_embeddings"
+        if config.kind is ConfigKind.META:  # no flag to write: the weights say it all
+            return
+        if config.kind is ConfigKind.TRANSFORMERS:
+            flag = declared.family.flag if declared.family else "tie_word_embeddings"
+            levels = {"", *NESTED, *(declared.family.sub_configs if declared.family else ())}
+        else:  # Lingua's model.weight_tying, torchtitan's enable_weight_tying
+            flag = declared.key or {ConfigKind.LINGUA: "model.weight_tying"}.get(
+                config.kind, "enable_weight_tying"
+            )
+            levels = {"", flag.rpartition(".")[0]}
         paths = list(declared.flags) or []
         if flag not in paths:
             paths.insert(0, flag)
         for path in paths:
             level, _, key = path.rpartition(".")
-            target = data[level] if level else data
-            if level and (level not in NESTED or not isinstance(target, dict)):
+            target: Any = data
+            for part in level.split(".") if level else ():
+                target = target.get(part) if isinstance(target, dict) else None
+            if level not in levels or not isinstance(target, dict):
                 continue
             if target.get(key) != value:
                 self.plan.config_edits.append(f"{path}: {target.get(key, '(absent)')} -> {value}")
@@ -427,7 +472,7 @@ def _describe(member: MemberResult) -> str:
     return "values or shapes differ" if d is None else d.describe()
 
 
-def extra_files(report: Report) -> tuple[list[Path], list[str]]:
+def extra_files(report: Report, written: set[str]) -> tuple[list[Path], list[str]]:
     """Top-level non-weight files of a model folder (the config is handled separately), and
     notes on the ones left behind.
 
@@ -440,7 +485,7 @@ def extra_files(report: Report) -> tuple[list[Path], list[str]]:
     if not (Path(ckpt.source).is_dir() or ckpt.index is not None):
         return [], []
     weight_like = (".safetensors", *PICKLE_SUFFIXES, ".index.json", ".gguf")
-    skip = {"config.json", *ADAPTER_FILES}
+    skip = {*written, *ADAPTER_FILES}  # the plan writes those (the config it edits)
     kept, notes = [], []
     for p in sorted(ckpt.root.iterdir()):
         name = p.name
@@ -486,6 +531,7 @@ def build_plan(
     builder.layout(max_shard_size)
     builder.alias_metadata()
     builder._mark_whole_copies()
-    builder.plan.extra_files, skipped = extra_files(report)
+    written = {builder.plan.config_name} if builder.plan.config_name else set()
+    builder.plan.extra_files, skipped = extra_files(report, written)
     builder.plan.notes += skipped
     return builder.finish()
