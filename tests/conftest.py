@@ -12,13 +12,11 @@ from core_helpers import FIXTURES, REAL_LAYOUTS
 @pytest.fixture
 def fixtures_dir() -> Path:
     """The committed fixtures (read-only: tests copy a case into tmp_path to change it)."""
-    if not (FIXTURES / "README.md").is_file():
-        pytest.skip("fixtures/ not generated (run python fixtures/generate.py)")
+    assert (FIXTURES / "README.md").is_file(), "fixtures/ is part of the repository"
     return FIXTURES
 
 
 @pytest.fixture
 def real_layouts() -> Path:
-    if not REAL_LAYOUTS.is_dir():
-        pytest.skip(f"{REAL_LAYOUTS} not present (real index/config files of released models)")
+    assert REAL_LAYOUTS.is_dir(), f"{REAL_LAYOUTS} is part of the repository"
     return REAL_LAYOUTS

@@ -23,7 +23,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
-REAL_LAYOUTS = Path(__file__).resolve().parents[2] / "shared" / "real-layouts"
+REAL_LAYOUTS = Path(__file__).resolve().parent / "data" / "real-layouts"
+"""Real index and config files of released models, copied byte for byte from the team's
+shared folder (its README.md gives each file's provenance) so a clean clone tests them."""
+SHARED_LAYOUTS = Path(__file__).resolve().parents[2] / "shared" / "real-layouts"
 
 VOCAB = 64
 HIDDEN = 16

@@ -647,7 +647,12 @@ def tied_in_memory(model: Any) -> bool:
 
 
 def intended_logits(source_model: Any, to: str, keep: str | None = None) -> torch.Tensor:
-    """Logits of the model the user asked for, built from the source model in memory.
+    """Logits of ``intended_model``."""
+    return logits(intended_model(source_model, to, keep))
+
+
+def intended_model(source_model: Any, to: str, keep: str | None = None) -> Any:
+    """The model the user asked for, built from the source model in memory.
 
     ``--to untied`` (or a source that is tied already) asks for the model as it computes now.
     ``--to tied`` of an untied model is the model transformers builds with the tie flag set,
@@ -659,7 +664,7 @@ def intended_logits(source_model: Any, to: str, keep: str | None = None) -> torc
     import copy
 
     if to == "untied" or tied_in_memory(source_model):
-        return logits(source_model)
+        return source_model
     config = copy.deepcopy(source_model.config)
     config.tie_word_embeddings = True
     if getattr(config, "text_config", None) is not None:
@@ -676,7 +681,7 @@ def intended_logits(source_model: Any, to: str, keep: str | None = None) -> torc
     missing, unexpected = tied.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= set(ties), (missing, unexpected)
     assert tied_in_memory(tied)
-    return logits(tied)
+    return tied
 
 
 # ---------------------------------------------------------------------------------------------

@@ -124,8 +124,9 @@ def names_file(folder: Path, patterns: list[str]) -> Path:
     ("patterns", "groups"),
     [
         (EMBEDDINGS, NAMES // len(EMBEDDINGS) * REGISTRY_EMBEDDINGS),
-        # heads without embeddings (TC104): GGUF's 'output.weight', one group per prefix
-        (["blk.{}.output.weight"], NAMES),
+        # GGUF's head name 'output.weight' under 40,000 prefixes: with no declared family a
+        # layout only counts unprefixed (a layer's attention output is not a head), so none
+        (["blk.{}.output.weight"], 0),
         # phi's layer-numbered head: every name matches, one prefix, one group (its last layer)
         (["layers.{}.linear.weight"], 1),
     ],

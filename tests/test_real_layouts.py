@@ -1,4 +1,4 @@
-"""Real index + config files of released models (shared/real-layouts), filled with tiny tensors.
+"""Real index + config files of released models (tests/data/real-layouts, copied from shared/real-layouts), filled with tiny tensors.
 
 For each pair, shards holding exactly the index's keys are written into ``tmp_path`` (embedding
 and head a small [V, H], everything else two elements), ``total_size`` is rewritten to match
@@ -321,3 +321,15 @@ def test_bloom_merge_conflict_index_is_tc001(real_layouts: Path, tmp_path: Path)
     assert "invalid JSON" in tc001.message
     assert report.checkpoint.tensors == ()
     assert "TC101" not in codes(report)
+
+
+def test_the_copy_matches_the_shared_folder() -> None:
+    """The repository's copy is the shared folder's, byte for byte, where that folder exists
+    (a developer's machine); a new or changed shared file must be copied in."""
+    from core_helpers import REAL_LAYOUTS, SHARED_LAYOUTS
+
+    if not SHARED_LAYOUTS.is_dir():
+        pytest.skip(f"{SHARED_LAYOUTS} is not on this machine (the copy is what CI tests)")
+    shared = {p.name: p.read_bytes() for p in SHARED_LAYOUTS.iterdir() if p.is_file()}
+    copied = {p.name: p.read_bytes() for p in REAL_LAYOUTS.iterdir() if p.is_file()}
+    assert shared == copied

@@ -32,9 +32,11 @@ from producers import (  # noqa: E402
     head_groups,
     inspect_json,
     intended_logits,
+    intended_model,
     load_pretrained,
     logits,
     messages,
+    quiet,
     qwen2,
     read_safetensors_folder,
     safetensors_metadata,
@@ -301,7 +303,16 @@ def test_family_fix_outputs_load_as_asked(
     assert result.exit_code == 0, result.stdout + result.stderr
     loaded = _load(client, out)
     assert loaded.flag is (to == "tied"), f"{client}: tie_word_embeddings is {loaded.flag}"
-    _assert_loads_as(client, loaded, to, intended_logits(saved.model, to, keep))
+    intended = intended_model(saved.model, to, keep)
+    if client == "transformers":
+        expected = logits(intended)
+    else:
+        # transformers 4.57 computes some families differently from 5.x (DeBERTa-v2's
+        # attention): compare with what it computes from 5.x's own save of the intended model
+        with quiet():
+            intended.save_pretrained(tmp_path / "intended")
+        expected = _load(client, tmp_path / "intended").logits
+    _assert_loads_as(client, loaded, to, expected)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
