@@ -1,4 +1,5 @@
-"""Real index + config files of released models (tests/data/real-layouts, copied from shared/real-layouts), filled with tiny tensors.
+"""Real index + config files of released models (tests/data/real-layouts, copied from the
+shared folder), filled with tiny tensors.
 
 For each pair, shards holding exactly the index's keys are written into ``tmp_path`` (embedding
 and head a small [V, H], everything else two elements), ``total_size`` is rewritten to match
