@@ -256,3 +256,17 @@ def test_json_stays_strict_when_a_difference_is_infinite(tmp_path: Path) -> None
     assert group["max_abs_diff"] == "inf"
     assert group["differing_fraction"] == pytest.approx(2 / head.size)
     assert [f["code"] for f in doc["findings"]] == ["TC102"]
+
+
+@pytest.mark.parametrize("command", ["inspect", "fix", "rules", "schema"])
+def test_help_placeholders_read_as_words(command: str) -> None:
+    """Every argument and option value is shown by a word (SOURCE, SIZE, STATE) or its
+    choices, never by a Python type such as ``<list[str]>`` or ``<float>``."""
+    from typer.testing import CliRunner
+
+    from tiecheck.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    for python_type in ("<list[", "<str>", "<float>", "<int>", "<path>", "<bool>"):
+        assert python_type not in result.stdout, (python_type, result.stdout)

@@ -112,6 +112,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
         ["--to", "tied", "-o", "OUT", "--in-place"],  # both
         ["--to", "sideways", "-o", "OUT"],
         ["--to", "tied", "-o", "OUT", "--max-shard-size", "huge"],
+        ["--to", "tied", "-o", "OUT", "--max-shard-size", "0"],
+        ["--to", "tied", "-o", "OUT", "--max-shard-size", "0.1"],
         ["--to", "tied", "-o", "OUT", "--keep", "both"],
     ],
 )

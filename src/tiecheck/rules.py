@@ -84,6 +84,20 @@ class Where(str, Enum):
     """config.json: the finding is about what the config declares."""
 
 
+class Repair(str, Enum):
+    """The command that repairs a finding, for the ``fix:`` line of the text report (the
+    rule's ``how_to_fix`` explains it and the alternatives)."""
+
+    TO_TIED = "tied"
+    """``tiecheck fix SRC --to tied``."""
+    TO_UNTIED = "untied"
+    """``tiecheck fix SRC --to untied``."""
+    AS_VERDICT = "verdict"
+    """``--to`` the state the weights are in (none when the verdict is inconsistent)."""
+    INSPECT_VALUES = "inspect"
+    """inspect again, comparing values (the finding comes from ``--no-data``)."""
+
+
 @dataclass(frozen=True)
 class Rule:
     code: Code
@@ -104,6 +118,8 @@ class Rule:
     about (or cannot build) the model."""
     where: Where = Where.FILES
     """what the finding points at when it names no file."""
+    repair: Repair | None = None
+    """the command that repairs it, when there is one to suggest."""
 
     def sections(self) -> list[tuple[str, str]]:
         """The documentation as (heading, text) pairs, in the fixed order every format uses."""
@@ -135,6 +151,7 @@ class Rule:
             "how_to_fix": self.how_to_fix,
             "makes_verdict_inconsistent": self.inconsistent,
             "located_in": self.where.value,
+            "repair": None if self.repair is None else self.repair.value,
         }
 
     def doc_markdown(self, level: int = 3) -> str:
@@ -362,6 +379,7 @@ RULES: dict[Code, Rule] = _rules(
         ),
         inconsistent=True,
         where=Where.CONFIG,
+        repair=Repair.TO_TIED,
     ),
     Rule(
         Code.TIED_BUT_DIVERGED,
@@ -387,6 +405,7 @@ RULES: dict[Code, Rule] = _rules(
             "`--keep head` (keep the fine-tuned head's values)."
         ),
         inconsistent=True,
+        repair=Repair.TO_UNTIED,
     ),
     Rule(
         Code.TIED_DUPLICATE_COPY,
@@ -409,6 +428,7 @@ RULES: dict[Code, Rule] = _rules(
             "`tiecheck fix SRC --to tied -o OUT` stores the group once under the embedding's "
             "name, drops the copy and records the alias in the file metadata."
         ),
+        repair=Repair.AS_VERDICT,
     ),
     Rule(
         Code.EMBEDDING_MISSING,
@@ -431,6 +451,7 @@ RULES: dict[Code, Rule] = _rules(
             "as transformers writes tied models. `--to untied` stores both names explicitly."
         ),
         inconsistent=True,
+        repair=Repair.TO_TIED,
     ),
     Rule(
         Code.UNTIED_BUT_IDENTICAL,
@@ -472,6 +493,7 @@ RULES: dict[Code, Rule] = _rules(
             "matching the verdict) sets it in config.json and copies the weights unchanged."
         ),
         where=Where.CONFIG,
+        repair=Repair.AS_VERDICT,
     ),
     Rule(
         Code.TIE_FLAGS_DISAGREE,
@@ -493,6 +515,7 @@ RULES: dict[Code, Rule] = _rules(
             "stored (verdict untied), `--to tied` when it is not; either sets every level."
         ),
         where=Where.CONFIG,
+        repair=Repair.AS_VERDICT,
     ),
     Rule(
         Code.ALIAS_RECORD_MISMATCH,
@@ -515,6 +538,7 @@ RULES: dict[Code, Rule] = _rules(
             "`tiecheck fix SRC --to tied -o OUT` (or `--to untied`) rewrites the weights with "
             "records that match what it stores."
         ),
+        repair=Repair.AS_VERDICT,
     ),
     Rule(
         Code.PICKLE_SHARED_STORAGE,
@@ -535,6 +559,7 @@ RULES: dict[Code, Rule] = _rules(
             "`tiecheck fix SRC --to tied -o OUT` converts to safetensors, storing the tensor "
             "once under the embedding's name."
         ),
+        repair=Repair.TO_TIED,
     ),
     Rule(
         Code.PICKLE_STORAGE_VIEWS,
@@ -556,6 +581,7 @@ RULES: dict[Code, Rule] = _rules(
             "-o OUT` (or `--to tied`, matching the verdict) writes each view as its own "
             "safetensors tensor; by hand, clone() every view before save_file."
         ),
+        repair=Repair.AS_VERDICT,
     ),
     Rule(
         Code.NO_CONFIG,
@@ -616,6 +642,7 @@ RULES: dict[Code, Rule] = _rules(
             "Inspect again without --no-data, then follow TC102 or TC103 (`tiecheck fix SRC "
             "--to tied -o OUT` for a copy, `--to untied` for a diverged head)."
         ),
+        repair=Repair.INSPECT_VALUES,
     ),
     Rule(
         Code.IDENTICAL_TENSORS,
@@ -677,6 +704,7 @@ RULES: dict[Code, Rule] = _rules(
             "`tiecheck fix SRC --to untied -o OUT` stores every alias explicitly; or, if the "
             "head should be tied too, `tiecheck fix SRC --to tied -o OUT`."
         ),
+        repair=Repair.TO_UNTIED,
     ),
     Rule(
         Code.TIE_FLAG_NOT_BOOLEAN,
@@ -700,6 +728,7 @@ RULES: dict[Code, Rule] = _rules(
         ),
         inconsistent=True,
         where=Where.CONFIG,
+        repair=Repair.AS_VERDICT,
     ),
     Rule(
         Code.ADAPTER_UNTIED_COPIES,

@@ -10,6 +10,7 @@ mismatched key, be tied or untied as asked, and give the same logits, bit for bi
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,29 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Source]:
         "lm_head.weight",
         ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"),
     )
+
+    # T5 v1.1 / Flan-T5 as released: tie_word_embeddings false and a trained lm_head, while
+    # the encoder and decoder embeddings are one `shared` module whatever the flag says.
+    # (transformers 5 forces the flag true in T5Config, so the layout is made by editing a
+    # save.) Converters that clone every tensor before save_file (the pickle-to-safetensors
+    # pattern) store the embeddings as identical copies (TC103).
+    torch.manual_seed(6)
+    flan = transformers.T5ForConditionalGeneration(
+        transformers.T5Config(**small, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    )
+    copies = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+    flan_dir = _edit(
+        _save(flan, root / "flan-t5-saved"),
+        root / "flan-t5-copies",
+        lambda t: {
+            **t,
+            "lm_head.weight": _noise(t["shared.weight"]),
+            **{c: t["shared.weight"].clone() for c in copies},
+        },
+    )
+    flan_config = json.loads((flan_dir / "config.json").read_text())
+    (flan_dir / "config.json").write_text(json.dumps({**flan_config, "tie_word_embeddings": False}))
+    out["flan-t5-copies"] = Source(flan_dir, True, "shared.weight", "lm_head.weight", copies)
 
     torch.manual_seed(5)
     bert = transformers.BertForMaskedLM(
@@ -319,6 +343,31 @@ def test_fixed_output_loads_in_transformers_as_the_intended_model(
     assert result.after is not None and result.after.verdict.value == to
     inspected = CliRunner().invoke(app, ["inspect", str(out), "--expect", to, "-q"])
     assert inspected.exit_code == 0, inspected.stdout
+
+
+def test_untying_flan_t5_drops_the_copies_of_shared_it_still_ties(
+    sources: dict[str, Source], tmp_path: Path
+) -> None:
+    """TC103 on an untied T5: --to untied keeps the trained head and drops the encoder and
+    decoder copies of `shared` (transformers ties those whatever the flag), and the output
+    loads as the very model the source loads as."""
+    src = sources["flan-t5-copies"]
+    before = tiecheck.inspect(src.path)
+    assert sorted(f.code.value for f in before.findings) == ["TC103", "TC103"]
+    result = tiecheck.fix(src.path, to="untied", output=tmp_path / "out")
+    written = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert not set(src.aliases) & set(written)
+    assert {"shared.weight", "lm_head.weight"} <= set(written)
+    assert result.after is not None and not result.after.findings
+
+    original = transformers.T5ForConditionalGeneration.from_pretrained(src.path)
+    fixed, info = transformers.T5ForConditionalGeneration.from_pretrained(
+        tmp_path / "out", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert fixed.lm_head.weight.data_ptr() != fixed.shared.weight.data_ptr()
+    assert fixed.encoder.embed_tokens.weight.data_ptr() == fixed.shared.weight.data_ptr()
+    assert torch.equal(_logits(fixed, src), _logits(original, src))
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from tiecheck import __version__
 from tiecheck.options import ExitCode, Expect, FailOn, Keep
@@ -126,11 +127,22 @@ SOURCES_HELP = (
 )
 
 
-@app.command("inspect")
+class _Command(TyperCommand):
+    """Arguments whose metavar already says what they are (``SOURCE``) are shown without
+    typer's Python type beside it (``SOURCE <list[str]>`` reads as noise to a user)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar is not None:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+
+
+@app.command("inspect", cls=_Command)
 def inspect_command(
     sources: Annotated[
         list[str] | None,
-        typer.Argument(metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
+        typer.Argument(metavar="SOURCE", help=SOURCES_HELP, show_default=False),
     ] = None,
     output_format: Annotated[
         OutputFormat,
@@ -415,7 +427,7 @@ def inspect_command(
     raise typer.Exit(run.exit_code)
 
 
-@app.command("fix")
+@app.command("fix", cls=_Command)
 def fix_command(
     source: Annotated[
         str,
@@ -589,12 +601,12 @@ class RulesFormat(str, Enum):
     JSON = "json"
 
 
-@app.command("rules")
+@app.command("rules", cls=_Command)
 def rules_command(
     codes: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[RULE]...",
+            metavar="RULE",
             help="Rule codes (TC101) or names (untied-head-missing) to explain; all rules, "
             "one a line, when omitted.",
             show_default=False,
@@ -644,12 +656,13 @@ class SchemaKind(str, Enum):
     FIX = "fix"
 
 
-@app.command("schema")
+@app.command("schema", cls=_Command)
 def schema_command(
     kind: Annotated[
         SchemaKind,
         typer.Argument(
-            help="report: 'tiecheck inspect --format json'; fix: 'tiecheck fix --format json'."
+            metavar="KIND",
+            help="report ('tiecheck inspect --format json') or fix ('tiecheck fix --format json').",
         ),
     ] = SchemaKind.REPORT,
 ) -> None:

@@ -37,6 +37,7 @@ from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
 from tiecheck.readers.load import load
 from tiecheck.readers.safetensors_format import SafetensorsHeader, header_length, parse_header
 from tiecheck.readers.tensor_data import CHUNK_BYTES
+from tiecheck.units import human_bytes
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 FIRST_READ = 64 << 10
@@ -503,15 +504,6 @@ def _remember_revision(ref: HubRef, commit: str) -> None:
         pass
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} bytes"
-
-
 def _unreachable(e: BaseException) -> bool:
     """The Hub cannot be reached at all (refused, no route, no name): the library then falls
     back on its cache, and so does tiecheck. A Hub that answers nothing in time is not
@@ -694,7 +686,7 @@ def _load_remote(
                 f" and {len(shown) - 3} more" if len(shown) > 3 else ""
             )
             raise SourceError(
-                f"{ref}: only PyTorch pickle weights ({listed}, {_human(total)}); pickles "
+                f"{ref}: only PyTorch pickle weights ({listed}, {human_bytes(total)}); pickles "
                 "must be downloaded to be inspected: rerun with --download"
             )
         try:
@@ -704,7 +696,7 @@ def _load_remote(
         except Exception as e:
             raise _hub_error(e, ref, token) from e
         note = (
-            f"pickle weights downloaded into the Hugging Face cache ({_human(total)}): {root} "
+            f"pickle weights downloaded into the Hugging Face cache ({human_bytes(total)}): {root} "
             f"(commit {commit})"
         )
         checkpoint, files = _cached(load(choice.plan(str(ref), root), base=base), ref, commit, note)

@@ -8,10 +8,11 @@ from tiecheck import __version__
 from tiecheck.config import Policy
 from tiecheck.options import Expect
 from tiecheck.render.json_report import outcome_dict, write_json
-from tiecheck.render.table import human_bytes, render_reports
+from tiecheck.render.table import render_reports
 from tiecheck.render.text import printable
 from tiecheck.rewrite.fix import FixResult
 from tiecheck.run import Outcome
+from tiecheck.units import human_bytes
 
 FIX_SCHEMA_VERSION = 1
 """Version of the ``fix --format json`` document (``tiecheck schema fix``)."""
@@ -71,7 +72,8 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
     lines += [f"  copy    {s} -> {n}" for n, s in plan.copied]
     lines += [f"  rename  {a} -> {b}" for a, b in plan.renamed]
     for f in plan.files:
-        how = "copied whole" if f.whole_copy_of else f"{len(f.tensors)} tensors"
+        count = len(f.tensors)
+        how = "copied whole" if f.whole_copy_of else f"{count} tensor{'' if count == 1 else 's'}"
         lines.append(f"  write   {f.name} ({how}, {human_bytes(f.nbytes)})")
     if plan.index_name:
         lines.append(

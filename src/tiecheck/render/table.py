@@ -1,19 +1,31 @@
-"""The human report: a summary, the tie groups and the findings, as rich tables."""
+"""The human report: a summary, the tie groups and the findings, laid out for a terminal.
+
+Tensor names are the thing a reader copies, so they are never broken: text is wrapped at
+spaces only (a name longer than the line runs past it), groups and findings are blocks with
+the names at the start of their own lines rather than cells of a box table, whose narrow
+columns folded ``model.language_model.embed_tokens.weight`` mid-name at 80 columns. The
+width is ``COLUMNS`` when set (also when piped), the terminal's otherwise, 100 in a pipe.
+rich only colours (no markup: names from a checkpoint may hold ``[/]``).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import textwrap
 from collections import Counter
 from typing import TextIO
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from tiecheck.analysis.ties import GroupResult, Relation, Verdict
+from tiecheck.render.hints import repair_command
 from tiecheck.render.text import printable
 from tiecheck.report import Report
 from tiecheck.rules import Severity
 from tiecheck.run import Run
+from tiecheck.units import human_bytes
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 VERDICT_STYLE = {
@@ -32,19 +44,35 @@ RELATION_MARK = {
     Relation.ABSENT: " (absent)",
     Relation.UNAVAILABLE: " (in an unreadable shard)",
 }
+PIPE_WIDTH = 100
+"""Width of piped output without ``COLUMNS`` (CI logs are wider than rich's 80)."""
+MIN_WIDTH = 40
+KEY_WIDTH = 10
+"""The summary's key column (``declared  ``)."""
+
+__all__ = ["render_reports", "render_table", "report_width"]
 
 
-def _row(table: Table, *cells: str | Text) -> None:
-    """Add a row, every plain string (input text) made printable first."""
-    table.add_row(*(printable(c) if isinstance(c, str) else c for c in cells))
+def report_width(out: TextIO) -> int:
+    """``COLUMNS`` when it holds a usable number, else the terminal's width, else 100."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) >= MIN_WIDTH:
+        return int(columns)
+    if out.isatty():
+        return max(shutil.get_terminal_size((PIPE_WIDTH, 24)).columns, MIN_WIDTH)
+    return PIPE_WIDTH
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover - loop always returns
+def _fill(text: str, width: int, indent: str, first: str | None = None) -> list[str]:
+    """``text`` made printable and wrapped at spaces, never inside a word (a tensor name)."""
+    return textwrap.wrap(
+        printable(text),
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent if first is None else first]
 
 
 def _declared_text(report: Report) -> str:
@@ -54,80 +82,89 @@ def _declared_text(report: Report) -> str:
     return f"{'tied' if d.tied else 'untied'} ({d.source})"
 
 
-def _summary(report: Report) -> Table:
+def _summary(report: Report, width: int) -> list[Text]:
     ckpt = report.checkpoint
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    files = list(ckpt.files)
+    files = sorted(ckpt.files)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    _row(table, "source", ckpt.source)
-    _row(table, "format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else ""))
-    _row(table, "files", f"{len(files)}: {shown}" if files else "none readable")
-    _row(table, "tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})")
+    rows: list[tuple[str, str | Text]] = [
+        ("source", ckpt.source),
+        ("format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else "")),
+        ("files", f"{len(files)}: {shown}" if files else "none readable"),
+        ("tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})"),
+    ]
     if ckpt.config is not None:
-        _row(table, "config", f"{ckpt.config.name} (model_type {report.declared.model_type})")
-    _row(table, "declared", _declared_text(report))
+        rows.append(("config", f"{ckpt.config.name} (model_type {report.declared.model_type})"))
+    rows.append(("declared", _declared_text(report)))
     if report.duplicates is None:
-        _row(table, "data", "not compared (--no-data)")
+        rows.append(("data", "not compared (--no-data)"))
     else:
-        _row(table, "data", f"{human_bytes(report.bytes_read)} read to compare values")
+        rows.append(("data", f"{human_bytes(report.bytes_read)} read to compare values"))
     if report.bytes_transferred is not None:
         where = "from the Hugging Face cache" if ckpt.origin == "hub-cache" else "by range requests"
-        _row(table, "hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})")
-    _row(table, "verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict]))
-    return table
+        rows.append(("hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})"))
+    rows.append(("verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict])))
+    lines = []
+    for key, value in rows:
+        first = key.ljust(KEY_WIDTH)
+        if isinstance(value, Text):
+            lines.append(Text(first, style="bold") + value)
+            continue
+        for i, line in enumerate(_fill(value, width, " " * KEY_WIDTH, first)):
+            lines.append(Text(line[:KEY_WIDTH], style="bold" if i == 0 else "") + line[KEY_WIDTH:])
+    return lines
 
 
-def _groups(groups: list[GroupResult]) -> Table:
-    table = Table(title="tie groups", title_justify="left", expand=False)
-    for column in ("state", "declared", "bytes", "max |diff|", "evidence"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("members", overflow="fold")
+def _groups(groups: list[GroupResult], width: int) -> list[Text]:
+    lines = [Text("tie groups", style="bold")]
     for g in groups:
-        members = Text("\n".join(printable(m.name) + RELATION_MARK[m.relation] for m in g.members))
-        declared = "-" if g.declared is None else ("tied" if g.declared else "untied")
-        diff = g.max_abs_diff
-        _row(
-            table,
-            g.state.value,
-            declared,
-            human_bytes(g.nbytes),
-            "" if diff is None else f"{diff:.4g}",
-            ", ".join(e.value for e in g.evidence),
-            members,
+        declared = (
+            "not declared"
+            if g.declared is None
+            else ("declared tied" if g.declared else "declared untied")
         )
-    return table
+        facts = [g.state.value, declared, human_bytes(g.nbytes)]
+        if g.max_abs_diff is not None:
+            facts.append(f"max |diff| {g.max_abs_diff:.4g}")
+        facts.append("evidence: " + ", ".join(e.value for e in g.evidence))
+        head, *rest = _fill("  ".join(facts), width, "      ", "  ")
+        lines.append(Text(head))
+        lines += [Text(line) for line in rest]
+        for m in g.members:
+            lines.append(Text("    " + printable(m.name) + RELATION_MARK[m.relation]))
+    return lines
 
 
 SHOWN_PER_RULE = 20
 """Findings of one rule shown in the table; the rest are counted (``--format concise`` and
-``json`` list them all). A person does not read 20,000 stale alias records, and laying out a
-table row costs rich about half a millisecond."""
+``json`` list them all). A person does not read 20,000 stale alias records."""
 
 
-def _findings(report: Report) -> Table:
-    table = Table(title="findings", title_justify="left", expand=False)
-    table.add_column("severity")
-    table.add_column("code")
-    table.add_column("message", overflow="fold")
-    shown: Counter[str] = Counter(f.code.value for f in report.findings)
+def _findings(report: Report, width: int) -> list[Text]:
+    lines = [Text("findings", style="bold")]
+    total: Counter[str] = Counter(f.code.value for f in report.findings)
     done: Counter[str] = Counter()
     for f in report.findings:
         code = f.code.value
         done[code] += 1
-        if done[code] <= SHOWN_PER_RULE:
-            style = SEVERITY_STYLE[f.severity]
-            _row(table, Text(f.severity.value, style=style), code, f.message)
-        elif done[code] == shown[code]:
-            more = shown[code] - SHOWN_PER_RULE
-            _row(
-                table,
-                Text("...", style="dim"),
-                code,
-                f"and {more:,} more {code} finding(s) (--format concise lists every one)",
-            )
-    return table
+        if done[code] > SHOWN_PER_RULE:
+            if done[code] == total[code]:
+                more = total[code] - SHOWN_PER_RULE
+                lines.append(
+                    Text(f"  ... and {more:,} more {code} finding(s) (--format concise lists "
+                         "every one)", style="dim")
+                )  # fmt: skip
+            continue
+        lines.append(
+            Text("  ")
+            + Text(f.severity.value, style=SEVERITY_STYLE[f.severity])
+            + Text(f" {code} {f.code.rule.name}", style="bold")
+        )
+        lines += [Text(line) for line in _fill(f.message, width, "    ")]
+        command = repair_command(report, f)
+        if command is not None and done[code] == 1:  # once per rule: it repairs them all
+            # one line whatever the width: a command is copied, not read
+            lines.append(Text("    fix: " + printable(command), style="dim"))
+    return lines
 
 
 def _pipe_closed() -> None:
@@ -140,37 +177,38 @@ def render_table(run: Run, out: TextIO, *, verbose: bool = False) -> None:
 
 
 def render_reports(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
-    # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
-    width = None if out.isatty() else 120
-    # No markup: tensor and file names come from the checkpoint, and "[/]" in one would
-    # otherwise be parsed as a closing tag (a MarkupError) or restyle the report.
-    console = Console(file=out, highlight=False, soft_wrap=False, width=width, markup=False)
+    width = report_width(out)
+    # soft_wrap: the lines are laid out here already; rich only adds colour on a terminal.
+    console = Console(file=out, highlight=False, soft_wrap=True, width=width, markup=False)
     console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
     for i, report in enumerate(reports):
+        lines: list[Text] = []
         if i:
-            console.rule()
-        console.print(_summary(report))
+            lines.append(Text("-" * width, style="dim"))
+        lines += _summary(report, width)
+        lines.append(Text(""))
         if report.tie_groups:
-            console.print(_groups(report.tie_groups))
+            lines += _groups(report.tie_groups, width)
         else:
-            console.print("no tie groups found (no embedding/head pair in the weights)")
+            lines.append(Text("no tie groups found (no embedding/head pair in the weights)"))
+        lines.append(Text(""))
         if report.findings:
-            console.print(_findings(report))
+            lines += _findings(report, width)
         else:
-            console.print(Text("no findings", style="green"))
+            lines.append(Text("no findings", style="green"))
         if verbose:
-            for note in report.notes:
-                console.print(printable(f"note: {note}"), style="dim")
-            for s in report.shared_storage:
-                console.print(
-                    printable(
-                        f"shared storage {s.storage} in {s.file} ({s.kind.value}): "
-                        + ", ".join(s.keys)
-                    ),
-                    style="dim",
-                )
-            for d in report.duplicates or []:
-                console.print(
-                    printable(f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"),
-                    style="dim",
-                )
+            extra = [f"note: {note}" for note in report.notes]
+            extra += [
+                f"shared storage {s.storage} in {s.file} ({s.kind.value}): " + ", ".join(s.keys)
+                for s in report.shared_storage
+            ]
+            extra += [
+                f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"
+                for d in report.duplicates or []
+            ]
+            if extra:
+                lines.append(Text(""))
+            for text in extra:
+                lines += [Text(line, style="dim") for line in _fill(text, width, "  ", "")]
+        for line in lines:
+            console.print(line)

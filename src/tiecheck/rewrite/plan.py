@@ -117,7 +117,10 @@ def parse_size(text: str) -> int:
         "GI": 2**30,
         "TI": 2**40,
     }[unit]
-    return int(number * scale)
+    size = int(number * scale)
+    if size < 1:
+        raise ValueError(f"{text!r} is not a shard size: give at least one byte (e.g. 5GB)")
+    return size
 
 
 class _Builder:
@@ -264,6 +267,8 @@ class _Builder:
             return
         head = group.group.members[-1]
         reference = self._member(group, stored[0].name)
+        if not group.group.aliases_follow_flag:
+            self._drop_structural_copies(group)
         untied = group.group.untied_head
         if (
             untied
@@ -292,6 +297,23 @@ class _Builder:
             for src, dst in self._sidecar_pairs(reference, member.name):
                 self.add.append((dst, self.tensors[src], self.tensors[src].file))
                 self.plan.copied.append((dst, src))
+
+    def _drop_structural_copies(self, group: GroupResult) -> None:
+        """Untying a T5 keeps one ``shared`` embedding for the encoder and decoder whatever
+        the flag says (transformers 4.x and 5.x alike), so stored identical copies of it are
+        bytes wasted (TC103) in the untied form too: drop them and record the alias, as
+        save_pretrained does. A copy that differs stays: which one loads is not ours to pick."""
+        kept = group.group.members[0].name
+        for result in group.members:
+            if result.role is not Role.ALIAS or not result.stored:
+                continue
+            if result.relation not in (Relation.DUPLICATE, Relation.SHARED):
+                continue
+            member = self._member(group, result.name)
+            for name, _ in self._sidecar_pairs(member, member.name):
+                self.drop.add(name)
+            self.aliases[result.name] = kept
+            self.plan.dropped.append((result.name, kept))
 
     def edit_config(self) -> None:
         config = self.ckpt.config
@@ -420,16 +442,15 @@ class _Builder:
                 out.whole_copy_of = source.name
 
     def alias_metadata(self) -> None:
-        """Alias records: written for a tied result, dropped (as stale) for an untied one."""
-        if self.to is not Verdict.TIED:
-            return
+        """Alias records: written for a tied result; for an untied one the source's are
+        dropped (stale) and only the copies the architecture still shares get one (T5)."""
         # Records for the names this run drops, plus the source's own records that still
         # describe the output; none for a tie that was already deduplicated, so a fix that
         # only flips the flag (TC101) leaves the weight files byte-identical.
         written = {t.name for f in self.plan.files for t in f.tensors}
-        candidates = dict(alias_records(self.ckpt))
+        candidates = dict(alias_records(self.ckpt)) if self.to is Verdict.TIED else {}
         candidates.update(self.plan.dropped)
-        candidates.update(self.plan.renamed)
+        candidates.update(self.plan.renamed if self.to is Verdict.TIED else ())
         records = {d: k for d, k in candidates.items() if d not in written and k in written}
         if not records:
             return
