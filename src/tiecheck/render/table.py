@@ -54,33 +54,54 @@ def _declared_text(report: Report) -> str:
     return f"{'tied' if d.tied else 'untied'} ({d.source})"
 
 
-def _summary(report: Report) -> Table:
+LABEL_WIDTH = len("declared  ")
+"""The widest label and two spaces: the values of every block line up."""
+
+
+def _fields(rows: list[tuple[str, str | Text]]) -> Text:
+    """Label/value lines, labels aligned. Plain lines rather than a grid: a grid pads every
+    line to its widest one, leaving trailing spaces in logs and saved reports."""
+    text = Text()
+    for i, (label, value) in enumerate(rows):
+        if i:
+            text.append("\n")
+        text.append(label.ljust(LABEL_WIDTH), style="bold")
+        text.append(printable(value) if isinstance(value, str) else value)
+    return text
+
+
+def _summary(report: Report) -> Text:
     ckpt = report.checkpoint
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
     files = list(ckpt.files)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    _row(table, "source", ckpt.source)
-    _row(table, "format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else ""))
-    _row(table, "files", f"{len(files)}: {shown}" if files else "none readable")
-    _row(table, "tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})")
+    rows: list[tuple[str, str | Text]] = [
+        ("source", ckpt.source),
+        ("format", ckpt.kind.value + (f" (index {ckpt.index.name})" if ckpt.index else "")),
+        ("files", f"{len(files)}: {shown}" if files else "none readable"),
+        ("tensors", f"{len(ckpt.tensors):,} ({human_bytes(ckpt.total_bytes)})"),
+    ]
     if ckpt.config is not None:
-        _row(table, "config", f"{ckpt.config.name} (model_type {report.declared.model_type})")
-    _row(table, "declared", _declared_text(report))
+        rows.append(("config", f"{ckpt.config.name} (model_type {report.declared.model_type})"))
+    rows.append(("declared", _declared_text(report)))
     if report.duplicates is None:
-        _row(table, "data", "not compared (--no-data)")
+        rows.append(("data", "not compared (--no-data)"))
     else:
-        _row(table, "data", f"{human_bytes(report.bytes_read)} read to compare values")
+        rows.append(("data", f"{human_bytes(report.bytes_read)} read to compare values"))
     if report.bytes_transferred is not None:
         where = "from the Hugging Face cache" if ckpt.origin == "hub-cache" else "by range requests"
-        _row(table, "hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})")
-    _row(table, "verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict]))
-    return table
+        rows.append(("hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})"))
+    rows.append(("verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict])))
+    return _fields(rows)
+
+
+def _title(text: str) -> Text:
+    """A table's title, printed on its own: rich pads a ``Table(title=...)`` to the table's
+    width with trailing spaces."""
+    return Text(text, style="table.title")
 
 
 def _groups(groups: list[GroupResult]) -> Table:
-    table = Table(title="tie groups", title_justify="left", expand=False)
+    table = Table(expand=False)
     for column in ("state", "declared", "bytes", "max |diff|", "evidence"):
         table.add_column(column, no_wrap=True)
     table.add_column("members", overflow="fold")
@@ -107,7 +128,7 @@ table row costs rich about half a millisecond."""
 
 
 def _findings(report: Report) -> Table:
-    table = Table(title="findings", title_justify="left", expand=False)
+    table = Table(expand=False)
     table.add_column("severity")
     table.add_column("code")
     table.add_column("message", overflow="fold")
@@ -136,41 +157,65 @@ def _pipe_closed() -> None:
 
 
 def render_table(run: Run, out: TextIO, *, verbose: bool = False) -> None:
-    render_reports(run.reports, out, verbose=verbose)
+    """Every outcome in order: a report, or why its source could not be read (also said on
+    stderr, but a report saved with ``-o`` must not silently leave a source out)."""
+    console = _console(out)
+    for i, outcome in enumerate(run.outcomes):
+        if i:
+            console.rule()
+        if outcome.report is not None:
+            _print_report(console, outcome.report, verbose=verbose)
+            continue
+        reason = outcome.error_message.removeprefix(f"{outcome.source}: ")
+        error = Text(printable(f"could not be read: {reason}"), style="bold red")
+        console.print(_fields([("source", outcome.source), ("error", error)]))
 
 
 def render_reports(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
+    console = _console(out)
+    for i, report in enumerate(reports):
+        if i:
+            console.rule()
+        _print_report(console, report, verbose=verbose)
+
+
+def _console(out: TextIO) -> Console:
     # Piped output (CI logs) gets a width that fits tensor names instead of rich's 80 columns.
     width = None if out.isatty() else 120
     # No markup: tensor and file names come from the checkpoint, and "[/]" in one would
     # otherwise be parsed as a closing tag (a MarkupError) or restyle the report.
     console = Console(file=out, highlight=False, soft_wrap=False, width=width, markup=False)
     console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
-    for i, report in enumerate(reports):
-        if i:
-            console.rule()
-        console.print(_summary(report))
-        if report.tie_groups:
-            console.print(_groups(report.tie_groups))
-        else:
-            console.print("no tie groups found (no embedding/head pair in the weights)")
-        if report.findings:
-            console.print(_findings(report))
-        else:
-            console.print(Text("no findings", style="green"))
-        if verbose:
-            for note in report.notes:
-                console.print(printable(f"note: {note}"), style="dim")
-            for s in report.shared_storage:
-                console.print(
-                    printable(
-                        f"shared storage {s.storage} in {s.file} ({s.kind.value}): "
-                        + ", ".join(s.keys)
-                    ),
-                    style="dim",
-                )
-            for d in report.duplicates or []:
-                console.print(
-                    printable(f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"),
-                    style="dim",
-                )
+    return console
+
+
+def _print_report(console: Console, report: Report, *, verbose: bool) -> None:
+    console.print(_summary(report))
+    if report.tie_groups:
+        console.print(_title("tie groups"))
+        console.print(_groups(report.tie_groups))
+    else:
+        console.print("no tie groups found (no embedding/head pair in the weights)")
+    if report.findings:
+        console.print(_title("findings"))
+        console.print(_findings(report))
+        # the table has no room for the rules' long "how to fix"; say where it is
+        codes = " ".join(dict.fromkeys(f.code.value for f in report.findings))
+        console.print(f"what each finding means and how to fix it: tiecheck rules {codes}")
+    else:
+        console.print(Text("no findings", style="green"))
+    if verbose:
+        for note in report.notes:
+            console.print(printable(f"note: {note}"), style="dim")
+        for s in report.shared_storage:
+            console.print(
+                printable(
+                    f"shared storage {s.storage} in {s.file} ({s.kind.value}): " + ", ".join(s.keys)
+                ),
+                style="dim",
+            )
+        for d in report.duplicates or []:
+            console.print(
+                printable(f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"),
+                style="dim",
+            )
