@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMAS = REPO / "src" / "tiecheck" / "schema"
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURES = REPO / "fixtures"
 EMB = "model.embed_tokens.weight"
@@ -175,3 +178,76 @@ def run_cli(*args: str | Path, stdin: str | None = None) -> Result:
 
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# validators of the machine-readable formats: tiecheck's own JSON Schemas, and the published
+# SARIF 2.1.0 schema and Jenkins xUnit XSD in tests/data (see its README)
+
+
+def report_schema() -> dict[str, Any]:
+    return load_json(SCHEMAS / "report.schema.json")
+
+
+def fix_schema() -> dict[str, Any]:
+    return load_json(SCHEMAS / "fix.schema.json")
+
+
+def strict(schema: Any) -> Any:
+    """The schema with ``additionalProperties: false`` on every object that does not say
+    otherwise: validating against it proves every field the tool writes is documented."""
+    if isinstance(schema, dict):
+        out = {k: strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(v) for v in schema]
+    return schema
+
+
+def validate_report(document: Any) -> None:
+    """``inspect --format json`` against ``tiecheck schema``, as published and strict."""
+    schema = report_schema()
+    jsonschema.Draft202012Validator(schema).validate(document)
+    jsonschema.Draft202012Validator(strict(schema)).validate(document)
+
+
+def validate_fix(document: Any) -> None:
+    """``fix --format json`` against ``tiecheck schema fix``, as published and strict; its
+    ``after`` refers to the report schema by ``$id``, resolved from the packaged file."""
+    from referencing import Registry, Resource
+
+    for make in (lambda s: s, strict):
+        report = make(report_schema())
+        registry = Registry().with_resource(report["$id"], Resource.from_contents(report))
+        jsonschema.Draft202012Validator(make(fix_schema()), registry=registry).validate(document)
+
+
+def sarif_validator() -> jsonschema.Draft4Validator:
+    schema = load_json(DATA / "sarif-schema-2.1.0.json")
+    jsonschema.Draft4Validator.check_schema(schema)
+    return jsonschema.Draft4Validator(
+        schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
+    )
+
+
+def sarif_errors(document: Any) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in sarif_validator().iter_errors(document)
+    ]
+
+
+def junit_schema() -> Any:
+    etree = pytest.importorskip("lxml.etree")
+    return etree.XMLSchema(etree.parse(str(DATA / "junit-10.xsd")))
+
+
+def parse_junit(text: str) -> Any:
+    """The JUnit document, validated against the Jenkins xUnit XSD."""
+    etree = pytest.importorskip("lxml.etree")
+    document = etree.fromstring(text.encode("utf-8"))
+    schema = junit_schema()
+    assert schema.validate(document), schema.error_log
+    return document

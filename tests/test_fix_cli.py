@@ -83,7 +83,7 @@ def test_json_result_describes_plan_and_inspected_output(tmp_path: Path) -> None
     result = json.loads(out)
     assert result["to"] == "untied" and result["dry_run"] is False
     assert result["copied"] == [{"name": HEAD, "from": EMB}]
-    assert result["config_edits"] == ["tie_word_embeddings: True -> False"]
+    assert result["config_edits"] == ["tie_word_embeddings: true -> false"]
     assert sorted(result["written"]) == ["config.json", "model.safetensors"]
     assert result["after"]["verdict"] == "untied"
     assert result["bytes_after"] - result["bytes_before"] == 32 * 8 * 4

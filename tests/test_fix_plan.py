@@ -189,7 +189,7 @@ def test_tied_with_head_missing_under_untied_config_changes_only_the_config(
     result = fix(src, tmp_path / "out", to="tied")
 
     assert result.plan.dropped == [] and result.plan.copied == [] and result.plan.renamed == []
-    assert result.plan.config_edits == ["tie_word_embeddings: False -> True"]
+    assert result.plan.config_edits == ["tie_word_embeddings: false -> true"]
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == (
         src / "model.safetensors"
     ).read_bytes()

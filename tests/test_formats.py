@@ -22,53 +22,22 @@ from urllib.parse import unquote, urlparse
 import jsonschema
 import pytest
 
-from ci_helpers import CASE, CASES, DATA, build, fixture_cases, run_cli, write_model
+from ci_helpers import (
+    CASE,
+    CASES,
+    build,
+    fixture_cases,
+    parse_junit,
+    report_schema,
+    run_cli,
+    sarif_errors,
+    strict,
+    validate_report,
+    write_model,
+)
 from tiecheck.render import OutputFormat, renderer
 from tiecheck.render.github import escape_data, escape_property
 from tiecheck.rules import RULES, Severity
-
-REPORT_SCHEMA_FILE = (
-    Path(__file__).resolve().parents[1] / "src" / "tiecheck" / "schema" / "report.schema.json"
-)
-
-
-def report_schema() -> dict[str, Any]:
-    return json.loads(REPORT_SCHEMA_FILE.read_text(encoding="utf-8"))
-
-
-def strict(schema: Any) -> Any:
-    """The schema with ``additionalProperties: false`` on every object that does not say
-    otherwise: validating against it proves every field the tool writes is documented."""
-    if isinstance(schema, dict):
-        out = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [strict(v) for v in schema]
-    return schema
-
-
-def validate_report(document: Any) -> None:
-    schema = report_schema()
-    jsonschema.Draft202012Validator(schema).validate(document)
-    jsonschema.Draft202012Validator(strict(schema)).validate(document)
-
-
-def sarif_validator() -> jsonschema.Draft4Validator:
-    schema = json.loads((DATA / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
-    jsonschema.Draft4Validator.check_schema(schema)
-    return jsonschema.Draft4Validator(
-        schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
-    )
-
-
-def sarif_errors(document: Any) -> list[str]:
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in sarif_validator().iter_errors(document)
-    ]
-
 
 # ---------------------------------------------------------------------------------------------
 # the registry
@@ -466,19 +435,6 @@ def test_github_format_reports_an_unreadable_source(tmp_path: Path) -> None:
 # junit
 
 
-def junit_schema() -> Any:
-    etree = pytest.importorskip("lxml.etree")
-    return etree.XMLSchema(etree.parse(str(DATA / "junit-10.xsd")))
-
-
-def parse_junit(text: str) -> Any:
-    etree = pytest.importorskip("lxml.etree")
-    document = etree.fromstring(text.encode("utf-8"))
-    schema = junit_schema()
-    assert schema.validate(document), schema.error_log
-    return document
-
-
 def test_junit_one_case_per_source_and_rule(tmp_path: Path) -> None:
     clean = build(tmp_path, "tied-clean")
     broken = build(tmp_path, "untied-head-missing")
@@ -559,51 +515,6 @@ def test_junit_survives_control_characters_in_tensor_names(tmp_path: Path) -> No
 
 # ---------------------------------------------------------------------------------------------
 # markdown
-
-
-def test_markdown_report_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The whole document for a mixed run; every line was checked against the findings."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("tied-clean", "untied-head-missing", "tied-duplicate"):
-        build(Path(), name)
-    result = run_cli(
-        "inspect", "tied-clean", "untied-head-missing", "tied-duplicate", "missing",
-        "-f", "markdown", "--no-config", "-q",
-    )  # fmt: skip
-    assert result.code == 2
-    text = result.stdout
-    head, _, rest = text.partition("<details>")
-    assert head == (
-        "## tiecheck: 1 failed and 1 could not be read of 4 source(s)\n"
-        "\n"
-        "| source | verdict | errors | warnings | info | result |\n"
-        "|---|---|---:|---:|---:|---|\n"
-        "| `tied-clean` | tied | 0 | 0 | 0 | pass |\n"
-        "| `untied-head-missing` | inconsistent | 1 | 0 | 0 | **fail** |\n"
-        "| `tied-duplicate` | tied | 0 | 1 | 0 | pass |\n"
-        "| `missing` | - | - | - | - | **unreadable** |\n"
-        "\n"
-        "**`untied-head-missing`** (inconsistent)\n"
-        "\n"
-        "- error **TC101** `untied-head-missing`: declared untied, but lm\\_head.weight is not "
-        "stored: transformers initialises the head at random (garbage output), vLLM and mlx-lm "
-        "refuse to load (`untied-head-missing/config.json:9`)\n"
-        "\n"
-        "**`tied-duplicate`** (tied)\n"
-        "\n"
-        "- warning **TC103** `tied-duplicate-copy`: lm\\_head.weight is stored as an identical "
-        "copy of model.embed\\_tokens.weight although the model ties them: 4,096 bytes wasted "
-        "(`tied-duplicate/model.safetensors`)\n"
-        "\n"
-        "**`missing`** could not be read: missing: no such file or folder\n"
-        "\n"
-    )
-    blocks = re.findall(r"<summary>(TC\d+) ", text)
-    assert blocks == ["TC101", "TC103"]
-    for code in blocks:
-        for _, section in RULES[code].sections():
-            assert section in rest
-    assert re.search(r"\n<sub>tiecheck \S+, fail-on: error</sub>\n$", text)
 
 
 def test_markdown_escapes_table_and_emphasis_characters() -> None:

@@ -360,6 +360,19 @@ def test_local_looking_paths_never_reach_the_hub(hub: Hub, tmp_path: Path, sourc
     assert hub.server.log == []
 
 
+def test_org_name_beside_a_local_org_folder_is_a_path(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fixtures/no-such-model`` where ``fixtures/`` is a folder here is a mistyped path: no
+    request, and the message says how to name the repo instead."""
+    (tmp_path / "org").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SourceError, match="hf://org/dup"):
+        tiecheck.inspect("org/dup")
+    assert hub.server.log == []
+    assert tiecheck.inspect("hf://org/dup", no_data=True).checkpoint.origin != "local"
+
+
 def test_local_looking_path_from_the_cli(hub: Hub) -> None:
     line = one_error_line(run_cli(hub, "inspect", "models/my-model.safetensors", "-q"))
     assert "no such file or folder" in line

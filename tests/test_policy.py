@@ -463,8 +463,12 @@ def test_rules_command_lists_and_explains(monkeypatch: pytest.MonkeyPatch) -> No
     listing = run_cli("rules")
     assert listing.code == 0
     lines = listing.stdout.splitlines()
-    assert len(lines) == len(RULES)
-    assert next(line for line in lines if line.startswith("TC101")).split() == [
+    assert [line[:5] for line in lines if not line.startswith(" ")] == [c.value for c in RULES]
+    assert max(len(line) for line in lines) <= 80  # summaries wrap under their column
+    start = next(i for i, line in enumerate(lines) if line.startswith("TC101"))
+    follow = next(i for i, line in enumerate(lines[start + 1 :]) if not line.startswith(" "))
+    entry = lines[start : start + 1 + follow]
+    assert " ".join(entry).split() == [
         "TC101",
         "error",
         "untied-head-missing",

@@ -249,7 +249,7 @@ RULES: dict[Code, Rule] = _rules(
             "cause."
         ),
         how_to_fix=(
-            "Download or upload the missing shard (for example `huggingface-cli download REPO "
+            "Download or upload the missing shard (for example `hf download REPO "
             "--include 'model-00003-of-00003.safetensors'`), or regenerate the index if the "
             "shard was deliberately removed. `tiecheck fix` refuses checkpoints with missing "
             "files."

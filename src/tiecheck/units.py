@@ -11,3 +11,8 @@ def human_bytes(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def count(n: int, noun: str) -> str:
+    """``count(1, "tensor")`` -> ``1 tensor``; ``count(2_048, "tensor")`` -> ``2,048 tensors``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from tiecheck.model import Checkpoint, FileFormat, Problem, ProblemKind
 from tiecheck.rules import Code, Finding, finding
+from tiecheck.units import count
 
 LISTED = 5
 """How many names a message spells out before summarising the rest as a count."""
@@ -70,8 +71,8 @@ def index_findings(checkpoint: Checkpoint) -> list[Finding]:
             findings.append(
                 finding(
                     Code.INDEX_TENSOR_NOT_IN_SHARD,
-                    f"{index.name} maps {len(keys)} tensor(s) to {name}, which does not hold them: "
-                    f"{_names(keys)}",
+                    f"{index.name} maps {count(len(keys), 'tensor')} to {name}, which does not "
+                    f"hold them: {_names(keys)}",
                     keys=keys,
                     file=name,
                 )
@@ -84,8 +85,8 @@ def index_findings(checkpoint: Checkpoint) -> list[Finding]:
                 findings.append(
                     finding(
                         Code.TENSOR_NOT_IN_INDEX,
-                        f"{name} holds {len(keys)} tensor(s) that {index.name} does not list "
-                        f"(loaders will not load them): {_names(keys)}",
+                        f"{name} holds {count(len(keys), 'tensor')} that {index.name} does not "
+                        f"list (loaders will not load them): {_names(keys)}",
                         keys=keys,
                         file=name,
                     )

@@ -78,9 +78,8 @@ def sharing_findings(shared: list[SharedStorage]) -> list[Finding]:
             findings.append(
                 finding(
                     Code.PICKLE_SHARED_STORAGE,
-                    f"{s.file}: {listed} are one tensor (storage {s.storage}); "
-                    "safetensors stores it "
-                    "once, so conversion must drop all but one name",
+                    f"{s.file}: {listed} are one tensor (one storage in the pickle); "
+                    "safetensors stores it once, so conversion must drop all but one name",
                     keys=s.keys,
                     file=s.file,
                 )
@@ -90,7 +89,7 @@ def sharing_findings(shared: list[SharedStorage]) -> list[Finding]:
             findings.append(
                 finding(
                     Code.PICKLE_STORAGE_VIEWS,
-                    f"{s.file}: {listed} are {how} views of one storage ({s.storage}); safetensors "
+                    f"{s.file}: {listed} are {how} views of one storage; safetensors "
                     "refuses shared memory, so conversion must copy each view",
                     keys=s.keys,
                     file=s.file,

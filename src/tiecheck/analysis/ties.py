@@ -27,6 +27,7 @@ from tiecheck.analysis.groups import GroupKind, Member, Role, TieGroup
 from tiecheck.model import TensorInfo
 from tiecheck.readers.tensor_data import TensorData
 from tiecheck.rules import Code, Finding, Severity, finding
+from tiecheck.units import human_bytes
 
 
 class Relation(str, Enum):
@@ -268,7 +269,7 @@ def _member_findings(result: GroupResult, reference: MemberResult) -> list[Findi
                 finding(
                     Code.TIED_DUPLICATE_COPY,
                     f"{m.name} is stored as {copy} of {reference.name} although the "
-                    f"model ties them: {m.nbytes:,} bytes wasted",
+                    f"model ties them: {human_bytes(m.nbytes)} wasted",
                     keys=keys,
                     file=m.file,
                     wasted_bytes=m.nbytes,
@@ -450,7 +451,7 @@ def unexplained_duplicates(
             finding(
                 Code.IDENTICAL_TENSORS,
                 f"{len(keys)} tensors hold identical bytes ({', '.join(keys[:4])}"
-                f"{' ...' if len(keys) > 4 else ''}): {wasted:,} bytes stored more than once",
+                f"{' ...' if len(keys) > 4 else ''}): {human_bytes(wasted)} stored more than once",
                 keys=keys,
                 file=same[0].file,
                 wasted_bytes=wasted,

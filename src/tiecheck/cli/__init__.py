@@ -628,8 +628,9 @@ def rules_command(
       tiecheck rules --format json
     """
     import json
-    import shutil
+    import textwrap
 
+    from tiecheck.render.text import report_width
     from tiecheck.rules import RULES, find_rule
 
     rules = list(RULES.values())
@@ -644,11 +645,22 @@ def rules_command(
         if output_format is RulesFormat.JSON:
             print(json.dumps([rule.as_dict() for rule in rules], indent=2))
         elif codes:
-            width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+            width = min(report_width(sys.stdout), 100)
             print("\n\n".join(rule.doc_text(width=width) for rule in rules))
         else:
+            width = report_width(sys.stdout)
             for rule in rules:
-                print(f"{rule.code.value}  {rule.severity.value:<8} {rule.name:<28} {rule.summary}")
+                start = f"{rule.code.value}  {rule.severity.value:<8} {rule.name:<28} "
+                print(
+                    textwrap.fill(
+                        rule.summary,
+                        width,
+                        initial_indent=start,
+                        subsequent_indent=" " * len(start),
+                        break_long_words=False,
+                        break_on_hyphens=False,
+                    )
+                )
 
 
 class SchemaKind(str, Enum):

@@ -261,4 +261,10 @@ def plan_source(source: str) -> Plan:
         raise SourceError(f"{source}: not a regular file or folder (a FIFO, socket or device)")
     if path.is_symlink():
         raise SourceError(f"{source}: broken symbolic link (its target does not exist)")
+    first, sep, rest = source.partition("/")
+    if sep and rest and "/" not in rest.rstrip("/") and Path(first).is_dir():
+        raise SourceError(
+            f"{source}: no such file or folder (read as a path because {first}/ is a folder "
+            f"here; for the Hub repo write hf://{source})"
+        )
     raise SourceError(f"{source}: no such file or folder")

@@ -142,7 +142,18 @@ def looks_local(source: str) -> bool:
         return True
     if name.count("/") != 1:
         return True
-    return name.lower().endswith(_LOCAL_SUFFIXES)
+    if name.lower().endswith(_LOCAL_SUFFIXES):
+        return True
+    # 'fixtures/no-such-model' beside a local 'fixtures/' folder is a mistyped path, not a
+    # repo of an organisation that happens to share the folder's name
+    return _is_dir(name.split("/", 1)[0])
+
+
+def _is_dir(name: str) -> bool:
+    try:
+        return Path(name).is_dir()
+    except OSError:  # a name too long for the file system is no folder
+        return False
 
 
 def _first_line(e: BaseException) -> str:

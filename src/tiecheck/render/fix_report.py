@@ -11,6 +11,7 @@ from tiecheck.render.json_report import outcome_dict, write_json
 from tiecheck.render.table import render_reports
 from tiecheck.render.text import printable
 from tiecheck.rewrite.fix import FixResult
+from tiecheck.rewrite.plan import FixPlan, OutFile
 from tiecheck.run import Outcome
 from tiecheck.units import human_bytes
 
@@ -38,7 +39,7 @@ def fix_dict(result: FixResult) -> dict[str, Any]:
                 "bytes": f.nbytes,
                 "whole_copy": f.whole_copy_of is not None,
             }
-            for f in plan.files
+            for f in _files(plan)
         ],
         "index": plan.index_name,
         "config": plan.config_name,
@@ -52,6 +53,12 @@ def fix_dict(result: FixResult) -> dict[str, Any]:
         "written": result.written,
         "after": outcome_dict(after_outcome(result)) if result.after else None,
     }
+
+
+def _files(plan: FixPlan) -> list[OutFile]:
+    """The files to write, by name (as a folder lists them), not in the order the plan
+    happened to build them."""
+    return sorted(plan.files, key=lambda f: f.name)
 
 
 def after_outcome(result: FixResult) -> Outcome:
@@ -71,7 +78,7 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
     lines += [f"  drop    {d} (alias of {k})" for d, k in plan.dropped]
     lines += [f"  copy    {s} -> {n}" for n, s in plan.copied]
     lines += [f"  rename  {a} -> {b}" for a, b in plan.renamed]
-    for f in plan.files:
+    for f in _files(plan):
         count = len(f.tensors)
         how = "copied whole" if f.whole_copy_of else f"{count} tensor{'' if count == 1 else 's'}"
         lines.append(f"  write   {f.name} ({how}, {human_bytes(f.nbytes)})")
@@ -82,9 +89,11 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
     lines += [f"  config  {edit}" for edit in plan.config_edits]
     lines += [f"  keep    {p.name}" for p in plan.extra_files]
     delta = plan.bytes_after - plan.bytes_before
+    change = "unchanged"
+    if delta:
+        change = f"{'saves' if delta < 0 else 'adds'} {human_bytes(abs(delta))}"
     lines.append(
-        f"  bytes   {human_bytes(plan.bytes_before)} -> {human_bytes(plan.bytes_after)} "
-        f"({'saves' if delta < 0 else 'adds'} {human_bytes(abs(delta))})"
+        f"  bytes   {human_bytes(plan.bytes_before)} -> {human_bytes(plan.bytes_after)} ({change})"
     )
     lines += [f"  note    {n}" for n in plan.notes + [f"recovered {r}" for r in result.recovered]]
     lines.append(outcome_line(result))

@@ -66,7 +66,8 @@ def markdown_report(run: Run) -> str:
         parts += [f"{errors} could not be read"] if errors else []
         headline = f"{' and '.join(parts)} of {len(outcomes)} source(s)"
     else:
-        headline = f"all {len(outcomes)} source(s) pass"
+        n = len(outcomes)
+        headline = f"all {n} sources pass" if n > 1 else "the source passes"
     lines = [f"## tiecheck: {headline}", ""]
     if outcomes:
         lines += [
@@ -78,10 +79,9 @@ def markdown_report(run: Run) -> str:
     seen: list[str] = []
     for outcome in outcomes:
         if outcome.report is None:
-            lines += [
-                f"**{code(outcome.source)}** could not be read: {escape(outcome.error_message)}",
-                "",
-            ]
+            # the message names the source already; the line starts with it
+            reason = outcome.error_message.removeprefix(f"{outcome.source}: ")
+            lines += [f"**{code(outcome.source)}** could not be read: {escape(reason)}", ""]
             continue
         report = outcome.report
         if not report.findings:

@@ -10,10 +10,9 @@ rich only colours (no markup: names from a checkpoint may hold ``[/]``).
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 from collections import Counter
+from collections.abc import Sequence
 from typing import TextIO
 
 from rich.console import Console
@@ -21,10 +20,10 @@ from rich.text import Text
 
 from tiecheck.analysis.ties import GroupResult, Relation, Verdict
 from tiecheck.render.hints import repair_command
-from tiecheck.render.text import printable
+from tiecheck.render.text import printable, report_width
 from tiecheck.report import Report
 from tiecheck.rules import Severity
-from tiecheck.run import Run
+from tiecheck.run import Outcome, Run
 from tiecheck.units import human_bytes
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -44,23 +43,10 @@ RELATION_MARK = {
     Relation.ABSENT: " (absent)",
     Relation.UNAVAILABLE: " (in an unreadable shard)",
 }
-PIPE_WIDTH = 100
-"""Width of piped output without ``COLUMNS`` (CI logs are wider than rich's 80)."""
-MIN_WIDTH = 40
 KEY_WIDTH = 10
 """The summary's key column (``declared  ``)."""
 
-__all__ = ["render_reports", "render_table", "report_width"]
-
-
-def report_width(out: TextIO) -> int:
-    """``COLUMNS`` when it holds a usable number, else the terminal's width, else 100."""
-    columns = os.environ.get("COLUMNS", "").strip()
-    if columns.isdigit() and int(columns) >= MIN_WIDTH:
-        return int(columns)
-    if out.isatty():
-        return max(shutil.get_terminal_size((PIPE_WIDTH, 24)).columns, MIN_WIDTH)
-    return PIPE_WIDTH
+__all__ = ["render_reports", "render_table"]
 
 
 def _fill(text: str, width: int, indent: str, first: str | None = None) -> list[str]:
@@ -103,6 +89,11 @@ def _summary(report: Report, width: int) -> list[Text]:
         where = "from the Hugging Face cache" if ckpt.origin == "hub-cache" else "by range requests"
         rows.append(("hub", f"{human_bytes(report.bytes_transferred)} transferred ({where})"))
     rows.append(("verdict", Text(report.verdict.value, style=VERDICT_STYLE[report.verdict])))
+    return _fields(rows, width)
+
+
+def _fields(rows: list[tuple[str, str | Text]], width: int) -> list[Text]:
+    """Key/value lines, keys aligned, values wrapped under their first character."""
     lines = []
     for key, value in rows:
         first = key.ljust(KEY_WIDTH)
@@ -173,42 +164,65 @@ def _pipe_closed() -> None:
 
 
 def render_table(run: Run, out: TextIO, *, verbose: bool = False) -> None:
-    render_reports(run.reports, out, verbose=verbose)
+    """Every outcome in order: a report, or why its source could not be read (also said on
+    stderr, but a report saved with ``-o`` must not silently leave a source out)."""
+    _render(run.outcomes, out, verbose=verbose)
 
 
 def render_reports(reports: list[Report], out: TextIO, *, verbose: bool = False) -> None:
+    """Reports alone (the fix plan's inspection of its output)."""
+    _render(reports, out, verbose=verbose)
+
+
+def _render(items: Sequence[Report | Outcome], out: TextIO, *, verbose: bool) -> None:
     width = report_width(out)
     # soft_wrap: the lines are laid out here already; rich only adds colour on a terminal.
     console = Console(file=out, highlight=False, soft_wrap=True, width=width, markup=False)
     console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
-    for i, report in enumerate(reports):
-        lines: list[Text] = []
-        if i:
-            lines.append(Text("-" * width, style="dim"))
-        lines += _summary(report, width)
-        lines.append(Text(""))
-        if report.tie_groups:
-            lines += _groups(report.tie_groups, width)
+    for i, item in enumerate(items):
+        lines: list[Text] = [Text("-" * width, style="dim")] if i else []
+        if isinstance(item, Report):
+            lines += _report_lines(item, width, verbose=verbose)
+        elif item.report is not None:
+            lines += _report_lines(item.report, width, verbose=verbose)
         else:
-            lines.append(Text("no tie groups found (no embedding/head pair in the weights)"))
-        lines.append(Text(""))
-        if report.findings:
-            lines += _findings(report, width)
-        else:
-            lines.append(Text("no findings", style="green"))
-        if verbose:
-            extra = [f"note: {note}" for note in report.notes]
-            extra += [
-                f"shared storage {s.storage} in {s.file} ({s.kind.value}): " + ", ".join(s.keys)
-                for s in report.shared_storage
-            ]
-            extra += [
-                f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"
-                for d in report.duplicates or []
-            ]
-            if extra:
-                lines.append(Text(""))
-            for text in extra:
-                lines += [Text(line, style="dim") for line in _fill(text, width, "  ", "")]
+            reason = item.error_message.removeprefix(f"{item.source}: ")
+            lines += _fields([("source", item.source)], width)
+            error = _fields([("error", f"could not be read: {reason}")], width)
+            lines += [Text(line.plain, style="bold red") for line in error]
         for line in lines:
             console.print(line)
+
+
+def _report_lines(report: Report, width: int, *, verbose: bool) -> list[Text]:
+    lines = _summary(report, width)
+    lines.append(Text(""))
+    if report.tie_groups:
+        lines += _groups(report.tie_groups, width)
+    else:
+        lines.append(Text("no tie groups found (no embedding/head pair in the weights)"))
+    lines.append(Text(""))
+    if report.findings:
+        lines += _findings(report, width)
+        codes = " ".join(dict.fromkeys(f.code.value for f in report.findings))
+        lines += [
+            Text(""),
+            Text(f"what each finding means and how to fix it: tiecheck rules {codes}"),
+        ]
+    else:
+        lines.append(Text("no findings", style="green"))
+    if verbose:
+        extra = [f"note: {note}" for note in report.notes]
+        extra += [
+            f"shared storage {s.storage} in {s.file} ({s.kind.value}): " + ", ".join(s.keys)
+            for s in report.shared_storage
+        ]
+        extra += [
+            f"identical: {', '.join(d.keys)} ({d.dtype}{list(d.shape)})"
+            for d in report.duplicates or []
+        ]
+        if extra:
+            lines.append(Text(""))
+        for text in extra:
+            lines += [Text(line, style="dim") for line in _fill(text, width, "  ", "")]
+    return lines

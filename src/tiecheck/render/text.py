@@ -11,7 +11,10 @@ it cannot hold).
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from typing import TextIO
 
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
@@ -30,3 +33,18 @@ def printable(text: str, *, newlines: bool = False) -> str:
     if newlines:
         return "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
     return _UNSAFE.sub(_escape, text)
+
+
+PIPE_WIDTH = 100
+"""Width of piped output without ``COLUMNS`` (CI logs are wider than rich's 80)."""
+MIN_WIDTH = 40
+
+
+def report_width(out: TextIO) -> int:
+    """``COLUMNS`` when it holds a usable number, else the terminal's width, else 100."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) >= MIN_WIDTH:
+        return int(columns)
+    if out.isatty():
+        return max(shutil.get_terminal_size((PIPE_WIDTH, 24)).columns, MIN_WIDTH)
+    return PIPE_WIDTH

@@ -6,6 +6,7 @@ so ``--dry-run`` shows exactly what a real run would do.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shlex
 import stat
@@ -252,7 +253,13 @@ class _Builder:
                 continue
             for name, _ in self._sidecar_pairs(member, member.name):
                 self.drop.add(name)
-            self.plan.dropped.append((result.name, kept.name))
+            if result.name == kept.name:  # --keep head: the survivor is renamed onto it
+                self.plan.notes.append(
+                    f"--keep head: {kept.name} takes the values of {survivor.name}; its own "
+                    "values are not kept"
+                )
+            else:
+                self.plan.dropped.append((result.name, kept.name))
         if survivor.name != kept.name:
             for src, dst in self._sidecar_pairs(survivor_member, kept.name):
                 self.drop.add(src)
@@ -346,7 +353,8 @@ class _Builder:
             if level not in levels or not isinstance(target, dict):
                 continue
             if target.get(key) != value:
-                self.plan.config_edits.append(f"{path}: {target.get(key, '(absent)')} -> {value}")
+                before = json.dumps(target[key]) if key in target else "(absent)"
+                self.plan.config_edits.append(f"{path}: {before} -> {json.dumps(value)}")
                 target[key] = value
         self.plan.config_name = config.name
         self.plan.config = data
