@@ -8,6 +8,8 @@ Everything here writes real files (safetensors via the library or byte by byte) 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import struct
@@ -27,6 +29,15 @@ REAL_LAYOUTS = Path(__file__).resolve().parent / "data" / "real-layouts"
 """Real index and config files of released models, copied byte for byte from the team's
 shared folder (its README.md gives each file's provenance) so a clean clone tests them."""
 SHARED_LAYOUTS = Path(__file__).resolve().parents[2] / "shared" / "real-layouts"
+INNER_LOOP = False
+"""Set by conftest for ``-m "not slow and not interop"``: property tests try fewer examples."""
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples for a property: ``n`` in the full suite, a quarter in the inner
+    loop (the full suite in CI runs them all)."""
+    return max(n // 4, 10) if INNER_LOOP else n
+
 
 VOCAB = 64
 HIDDEN = 16
@@ -190,11 +201,38 @@ class Run:
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> Run:
-    """Run ``python -m tiecheck`` in a child process, as a user or CI job would.
+    """Run the command line in this process, through the same ``tiecheck.cli.run`` that
+    ``python -m tiecheck`` calls (exit codes, error lines, broken pipes), with stdout and
+    stderr captured: a child process per call proved nothing more and cost most of the inner
+    loop. Tests about the process itself (signals, imports, the entry point) use
+    ``run_cli_process``.
 
-    The default working directory is the system temp folder, so no ``pyproject.toml`` or
-    ``tiecheck.toml`` of this repository is picked up as configuration.
+    The working directory is the system temp folder unless given, so no ``pyproject.toml``
+    or ``tiecheck.toml`` of this repository is picked up as configuration.
     """
+    from tiecheck.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in ("COLUMNS", "NO_COLOR", "TIECHECK_DEBUG")}
+    os.environ.update(COLUMNS="200", NO_COLOR="1")
+    os.environ.pop("TIECHECK_DEBUG", None)
+    before = Path.cwd()
+    os.chdir(cwd if cwd is not None else tempfile.gettempdir())
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run([str(a) for a in args])
+    finally:
+        os.chdir(before)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return Run(int(code), out.getvalue(), err.getvalue())
+
+
+def run_cli_process(*args: str | Path, cwd: Path | None = None) -> Run:
+    """Run ``python -m tiecheck`` in a child process, as a user or CI job would."""
     if cwd is None:
         cwd = Path(tempfile.gettempdir())
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}

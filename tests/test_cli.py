@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tiecheck
-from core_helpers import QWEN2, decoder_arrays, model_folder, run_cli
+from core_helpers import QWEN2, decoder_arrays, model_folder, run_cli, run_cli_process
 from tiecheck.readers.safetensors_format import read_header
 from tiecheck.rules import RULES
 
@@ -230,17 +230,20 @@ def test_a_changed_file_changes_the_answer(tmp_path: Path) -> None:
     assert run_cli("inspect", tmp_path, "-q").code == 1
 
 
-def test_in_process_runner_matches_the_subprocess(fixtures_dir: Path) -> None:
-    from typer.testing import CliRunner
-
-    from tiecheck.cli import app
-
-    result = CliRunner().invoke(
-        app, ["inspect", str(fixtures_dir / "embedding-missing"), "--json", "--no-config"]
-    )
-    assert result.exit_code == 1
-    doc = strict_report(result.stdout)
-    assert [f["code"] for f in doc["findings"]] == ["TC104"]
+def test_in_process_runner_matches_the_real_process(fixtures_dir: Path) -> None:
+    """The suite runs the command line in-process (``run_cli``); a real ``python -m
+    tiecheck`` must answer the same, byte for byte, on every stream."""
+    for args in (
+        ("inspect", fixtures_dir / "embedding-missing", "--json", "--no-config"),
+        ("inspect", fixtures_dir / "tied-head-diverged", fixtures_dir / "nope", "--no-config"),
+        ("inspect", "--fail-on", "bogus", fixtures_dir / "no-config"),
+    ):
+        inside, child = run_cli(*args), run_cli_process(*args)
+        assert (inside.code, inside.stdout, inside.stderr) == (
+            child.code,
+            child.stdout,
+            child.stderr,
+        ), args
 
 
 def test_json_stays_strict_when_a_difference_is_infinite(tmp_path: Path) -> None:

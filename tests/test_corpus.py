@@ -6,6 +6,9 @@ exactly the findings and exit code ``tests/corpus/EXPECTED.toml`` lists: never a
 an "internal error", never a file created (a pickle payload's marker), never more memory than
 the limit allows (a header or a zip record that merely *claims* gigabytes must not get them).
 
+In the inner loop each case runs in this process instead (``test_case``: the same findings,
+exit code and message); the bounded children are ``test_case_bounded`` (marked slow).
+
 The children run concurrently (the machine's cores) the first time any case is asked for; each
 test then checks its own case. The committed files must be exactly what ``generate.py`` writes.
 """
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from core_helpers import run_cli
 
 try:
     import tomllib
@@ -116,6 +122,16 @@ def _run(source: Path, fmt: str, workdir: Path) -> Outcome:
     return Outcome(done.returncode, out, err, time.monotonic() - started, peak_mb, workdir)
 
 
+def _source(case: str, runtime: Path) -> Path:
+    """The committed case, or one built at test time (links, FIFOs) under ``runtime``."""
+    if not EXPECTED[case].get("runtime"):
+        return CORPUS / case
+    path = runtime / case
+    if not (path.exists() or path.is_symlink()):
+        GEN.RUNTIME[case](path)
+    return path
+
+
 class CorpusRunner:
     """Runs every selected case (and its extra formats) once, in parallel."""
 
@@ -132,12 +148,7 @@ class CorpusRunner:
         pool.shutdown(wait=False)
 
     def source(self, case: str) -> Path:
-        if not EXPECTED[case].get("runtime"):
-            return CORPUS / case
-        path = self.runtime / case
-        if not (path.exists() or path.is_symlink()):
-            GEN.RUNTIME[case](path)
-        return path
+        return _source(case, self.runtime)
 
     def get(self, case: str, fmt: str = "json") -> Outcome:
         return self.futures[case, fmt].result()
@@ -157,7 +168,7 @@ def corpus(
             item.callspec.params["case"]
             for item in request.session.items
             if item.module is request.module and hasattr(item, "callspec")
-            if "case" in item.callspec.params
+            if item.originalname == "test_case_bounded" and "case" in item.callspec.params
         ]
         root = tmp_path_factory.mktemp("corpus")
         _RUNNER.append(CorpusRunner(root, list(dict.fromkeys(selected))))
@@ -280,11 +291,41 @@ def test_fix_keeps_a_config_value_with_a_lone_surrogate(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / "config.json").read_text())["note"] == "\ud800"
 
 
+def _in_process(case: str, fmt: str, tmp_path: Path) -> Outcome:
+    work = tmp_path / f"work-{fmt}"
+    work.mkdir()
+    started = time.monotonic()
+    run = run_cli("inspect", _source(case, tmp_path / "runtime"), "--format", fmt, "-q", cwd=work)
+    return Outcome(run.code, run.stdout, run.stderr, time.monotonic() - started, None, work)
+
+
+# The two largest cases take seconds each; the inner loop leaves them to the slow run, which
+# also runs them (and every other case) as a bounded child process.
+HEAVY = frozenset({"indexes/million-keys", "valid/unknown-family-8000-pairs.safetensors"})
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.slow) if c in HEAVY else c for c in sorted(EXPECTED)],
+)
+def test_case(tmp_path: Path, case: str) -> None:
+    """In this process (the inner loop): the exact findings, exit code and message, in every
+    format the case lists, and nothing created where tiecheck runs."""
+    _check(case, lambda fmt: _in_process(case, fmt, tmp_path))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(EXPECTED))
-def test_case(corpus: CorpusRunner, case: str) -> None:
+def test_case_bounded(corpus: CorpusRunner, case: str) -> None:
+    """As a user runs it: ``python -m tiecheck`` in a child under 1 GiB of address space and
+    a time limit; also within the case's resident-memory bound."""
+    _check(case, lambda fmt: corpus.get(case, fmt))
+
+
+def _check(case: str, run: Callable[[str], Outcome]) -> None:
     expected = EXPECTED[case]
     marker = expected.get("marker")
-    outcome = corpus.get(case)
+    outcome = run("json")
     context = f"{case}: exit {outcome.code}, stderr {outcome.stderr[-600:]!r}"
 
     assert outcome.code is not None, f"{case}: still running after {TIMEOUT:.0f} s"
@@ -315,7 +356,7 @@ def test_case(corpus: CorpusRunner, case: str) -> None:
         assert not (outcome.workdir / marker).exists()
 
     for fmt in expected.get("formats", []):
-        other = corpus.get(case, fmt)
+        other = run(fmt)
         assert other.code == outcome.code, (fmt, other.stderr[-600:])
         assert "Traceback" not in other.stderr and "internal error" not in other.stderr, fmt
         assert list(other.workdir.iterdir()) == []

@@ -61,6 +61,7 @@ def run_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_fix_then_inspect_exit_0_as_a_real_process(tmp_path: Path) -> None:
     src = make_model(tmp_path / "src", head="copy", tied=True)
     done = run_process("fix", src, "--to", "tied", "-o", tmp_path / "out", "-q")

@@ -432,7 +432,14 @@ def test_a_non_weight_file_that_does_not_fit_is_refused_before_writing(
     assert list((small_disk / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("syscall", ["copy_file_range", "pwrite64", "write"])
+@pytest.mark.parametrize(
+    "syscall",
+    [
+        pytest.param("copy_file_range", marks=pytest.mark.slow),
+        pytest.param("pwrite64", marks=pytest.mark.slow),
+        "write",
+    ],
+)
 def test_disk_filling_up_mid_run_is_a_clear_error_and_leaves_nothing(
     tmp_path: Path, syscall: str
 ) -> None:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from core_helpers import examples
 from fuzz_targets import (
     STRATEGIES,
     TARGETS,
@@ -29,7 +30,7 @@ from fuzz_targets import (
 )
 
 SETTINGS = settings(
-    max_examples=200,
+    max_examples=examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -71,14 +72,14 @@ def test_index_reader_returns_an_index_or_a_format_error(data: bytes) -> None:
     _run("index", data)
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=examples(60))
 @given(checkpoint_edits())
 def test_inspect_and_fix_on_a_damaged_model_folder(data: bytes) -> None:
     """inspect reports, fix writes a verified checkpoint or refuses; the source is untouched."""
     _run("checkpoint", data)
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=examples(60))
 @given(journals())
 def test_fix_with_a_planted_journal_refuses_or_finishes_inside_its_folders(data: bytes) -> None:
     _run("journal", data)
@@ -90,7 +91,7 @@ def test_configuration_files_load_or_fail_with_their_name(data: bytes) -> None:
     _run("policy", data)
 
 
-@settings(SETTINGS, max_examples=60)
+@settings(SETTINGS, max_examples=examples(60))
 @given(layouts)
 def test_hostile_folder_layouts_are_reported_and_never_leak(data: bytes) -> None:
     _run("layout", data)

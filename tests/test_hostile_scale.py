@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tiecheck
-from core_helpers import LLAMA, save_numpy, write_config, write_index
+from core_helpers import LLAMA, examples, save_numpy, write_config, write_index
 from hostile_helpers import run_bounded
 from tiecheck.analysis.families import every_family
 from tiecheck.analysis.groups import _Names
@@ -196,7 +196,7 @@ COMPONENTS = ["model", "layers", "0", "7", "12", "wte", "weight", "lm_head", "",
 COMPONENTS += ["linear", "shared", "x", "\u0663", "output"]  # U+0663: a digit to regexes, not ASCII
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.sets(
         st.lists(

@@ -609,6 +609,7 @@ def _cli(hub: Hub, *args: str, cwd: Path | None = None, **env: str) -> subproces
     )
 
 
+@pytest.mark.slow  # a child process per run: HF_HOME is read at import
 def test_errors_from_the_cli(hub: Hub) -> None:
     closed = HubServer().start()
     closed_endpoint = closed.endpoint
@@ -629,6 +630,7 @@ def test_errors_from_the_cli(hub: Hub) -> None:
         assert "Traceback" not in err
 
 
+@pytest.mark.slow  # a child process per run: HF_HOME is read at import
 def test_nothing_leaves_loopback(hub: Hub) -> None:
     """The guard is on, in this process and in the CLI children."""
     import socket
@@ -645,6 +647,7 @@ def test_nothing_leaves_loopback(hub: Hub) -> None:
     assert "tried to resolve 'huggingface.co'" in err
 
 
+@pytest.mark.slow  # a child process per run: HF_HOME is read at import
 def test_cli_reads_hf_token_and_reports(hub: Hub, repos: dict[str, Path]) -> None:
     proc = _cli(hub, "org/private", "--json", "-q", HF_TOKEN="hf_reader")
     out, err = proc.communicate(timeout=60)
@@ -658,6 +661,7 @@ def test_cli_reads_hf_token_and_reports(hub: Hub, repos: dict[str, Path]) -> Non
 # the cache and offline mode
 
 
+@pytest.mark.slow  # a child process per run: HF_HOME is read at import
 def test_cached_snapshot_is_used_offline(
     hub: Hub, repos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -772,6 +776,7 @@ def test_fixture_remote_matches_local(hub: Hub, case: str) -> None:
 # the CLI's Hub options, the report's transfer fields, and fix on a repo id
 
 
+@pytest.mark.slow  # a child process per run: HF_HOME is read at import
 def test_cli_revision_option_and_transfer_fields(hub: Hub, repos: dict[str, Path]) -> None:
     """--revision picks the branch; the JSON report says where the bytes came from and how
     many moved, and that count is what the server sent."""
@@ -799,6 +804,7 @@ def test_cli_revision_option_and_transfer_fields(hub: Hub, repos: dict[str, Path
     assert local_json["bytes_transferred"] is None
 
 
+@pytest.mark.slow  # a child process per run: HF_HOME is read at import
 def test_cli_download_option_reads_pickles(hub: Hub, repos: dict[str, Path]) -> None:
     refused = _cli(hub, "org/bin", "-q")
     _, err = refused.communicate(timeout=60)

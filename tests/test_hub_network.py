@@ -94,6 +94,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 # 1. time limits
 
 
+@pytest.mark.slow  # waits out real time limits
 @pytest.mark.parametrize("given", ["--timeout", "TIECHECK_HUB_TIMEOUT"])
 def test_a_hub_that_never_answers_ends_the_run(hub: Hub, given: str) -> None:
     """Connections accepted, requests read, nothing ever answered."""
@@ -167,6 +168,7 @@ STALLS = {
 }
 
 
+@pytest.mark.slow  # waits out real time limits
 @pytest.mark.parametrize("case", list(STALLS))
 def test_a_stall_anywhere_costs_one_time_limit(hub: Hub, tmp_path: Path, case: str) -> None:
     """Every kind of request tiecheck makes, stalled: one clear error within one time limit.
@@ -197,6 +199,7 @@ def test_time_limit_values_are_checked(hub: Hub, monkeypatch: pytest.MonkeyPatch
     assert hub.server.log == []
 
 
+@pytest.mark.slow  # waits out real time limits
 def test_a_slow_hub_within_the_limit_is_fine(tmp_path: Path) -> None:
     """Requests that each take a while, but less than the limit, are not cut short."""
     from hub_server import HubServer, hub_environment
@@ -247,6 +250,7 @@ def test_a_server_that_ignores_ranges_is_not_read_to_the_end(hub: Hub, repos: di
 # 2. a branch is resolved by the Hub before the cache is used
 
 
+@pytest.mark.slow
 def test_a_moved_branch_is_read_at_its_new_commit(
     hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,6 +300,7 @@ def test_a_moved_branch_is_read_at_its_new_commit(
     assert hub.server.log == []
 
 
+@pytest.mark.slow
 def test_the_json_report_names_the_commit(hub: Hub, repos: dict[str, Path]) -> None:
     proc = run_cli(hub, "inspect", "org/dedup@v1", "--json", "-q")
     commit = hub.server.commit("org/dedup", "v1")
@@ -379,6 +384,7 @@ def test_local_looking_path_from_the_cli(hub: Hub) -> None:
     assert hub.server.log == []
 
 
+@pytest.mark.slow
 def test_offline_flag_makes_no_request(hub: Hub, tmp_path: Path) -> None:
     for command, extra in (("inspect", ()), ("fix", ("--to", "tied", "-o", str(tmp_path / "o")))):
         line = one_error_line(run_cli(hub, command, "org/dup", "-q", "--offline", *extra))

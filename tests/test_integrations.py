@@ -382,6 +382,7 @@ def test_action_mixed_sources_fail_and_write_sarif(workspace: Path) -> None:
     assert calls[1]["argv"] == ["inspect", "models/*", "--format", "github"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 @pytest.mark.parametrize(
     ("inputs", "code", "flags"),

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tiecheck
-from core_helpers import FIXTURES, codes, findings_with, run_cli, serious, write_config
+from core_helpers import FIXTURES, codes, examples, findings_with, run_cli, serious, write_config
 from tiecheck.analysis.sharing import SharingKind
 from tiecheck.errors import FormatError, UnsafePickleError
 from tiecheck.model import FileFormat
@@ -544,7 +544,7 @@ def _fuzz_base(legacy: bool) -> bytes:
     return _FUZZ_BASES[legacy]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     legacy=st.booleans(),
     edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=4),

@@ -18,7 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tiecheck
-from core_helpers import codes, entry, findings_with, library_opens, raw_safetensors, save_numpy
+from core_helpers import (
+    codes,
+    entry,
+    examples,
+    findings_with,
+    library_opens,
+    raw_safetensors,
+    save_numpy,
+)
 from tiecheck.errors import FormatError
 from tiecheck.readers.safetensors_format import MAX_HEADER_BYTES, parse_header, read_header
 
@@ -408,7 +416,7 @@ def _verdicts(raw: bytes, data: bytes) -> tuple[bool, bool]:
         return ours, library_opens(path)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(headers())
 def test_tiecheck_accepts_exactly_what_safe_open_opens(case: tuple[bytes, bytes]) -> None:
     raw, data = case
@@ -416,7 +424,7 @@ def test_tiecheck_accepts_exactly_what_safe_open_opens(case: tuple[bytes, bytes]
     assert ours == library, f"tiecheck {'accepts' if ours else 'refuses'}, safe_open disagrees"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_after_the_prefix_never_crash_and_match_the_loader(junk: bytes) -> None:
     ours, library = _verdicts(junk, b"")

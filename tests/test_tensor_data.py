@@ -390,6 +390,7 @@ def test_a_strided_view_with_one_stored_value_in_a_hole_is_not_taken_for_zeros(
     assert 4 * numel // 2 <= report.bytes_read < 4 * numel
 
 
+@pytest.mark.slow
 def test_overlapping_views_cannot_make_a_comparison_read_terabytes(tmp_path: Path) -> None:
     """20,000 views of one 4 MiB storage, each claiming ~4 MiB (80 GB in all): a budget of a
     few times the file's size stops the comparison with a finding instead of reading it all."""
