@@ -273,3 +273,6 @@ def test_help_placeholders_read_as_words(command: str) -> None:
     assert result.exit_code == 0
     for python_type in ("<list[", "<str>", "<float>", "<int>", "<path>", "<bool>"):
         assert python_type not in result.stdout, (python_type, result.stdout)
+    usage = result.stdout.splitlines()[0]
+    assert usage.startswith(f"Usage: tiecheck {command} [OPTIONS]"), usage
+    assert "{" not in usage, usage  # a required argument is SOURCE, not {SOURCE}

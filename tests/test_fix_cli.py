@@ -68,7 +68,7 @@ def test_fix_then_inspect_exit_0_as_a_real_process(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # -q: no progress, no noise, and one line of result
     out = tmp_path / "out"
-    assert done.stdout == f"{src} -> tied: wrote 2 file(s) to {out}, verified; output tied\n"
+    assert done.stdout == f"{src} -> tied: wrote 2 files to {out}, verified; output tied\n"
     again = run_process("fix", src, "--to", "tied", "-o", tmp_path / "plan", "--dry-run")
     assert "drop    lm_head.weight (alias of model.embed_tokens.weight)" in again.stdout
     check = run_process("inspect", tmp_path / "out", "--expect", "tied", "-q")

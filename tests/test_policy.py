@@ -334,16 +334,16 @@ def test_mixed_run_exit_code_and_combined_summary(work: Path) -> None:
     build(work, "tied-duplicate")
     result = run_cli("inspect", "tied-clean", "untied-head-missing", "tied-duplicate")
     assert result.code == 1
-    assert "failed      untied-head-missing (inconsistent; 1 finding(s))" in result.stderr
+    assert "failed      untied-head-missing (inconsistent; 1 finding)" in result.stderr
     assert result.stderr.rstrip().endswith(
-        "exit 1: 1 of 3 source(s) failed (fail-on error); 2 passed, 1 failed, 0 unreadable; "
-        "1 error(s), 1 warning(s), 0 info; configuration: no configuration file"
+        "exit 1: 1 of 3 sources failed (fail-on error); 2 passed, 1 failed, 0 unreadable; "
+        "1 error, 1 warning, 0 info; configuration: no configuration file"
     )
     # one unreadable source makes it 2, and --exit-zero does not hide that
     result = run_cli("inspect", "tied-clean", "untied-head-missing", "missing", "--exit-zero")
     assert result.code == 2
     assert "tiecheck: error: missing: no such file or folder" in result.stderr
-    assert "exit 2: 1 of 3 source(s) could not be read; 1 passed, 1 failed, 1 unreadable" in (
+    assert "exit 2: 1 of 3 sources could not be read; 1 passed, 1 failed, 1 unreadable" in (
         result.stderr
     )
     # --exit-zero hides findings only
@@ -373,7 +373,7 @@ def test_from_file_list_with_comments_and_globs(work: Path) -> None:
     dup = run_cli(
         "inspect", "zoo/tied-clean", "--from-file", "-", "--json", stdin="zoo/tied-clean\n# x\n"
     )
-    assert dup.code == 0 and "exit 0: 1 source(s) passed" in dup.stderr
+    assert dup.code == 0 and "exit 0: 1 source passed" in dup.stderr
 
 
 def test_from_file_errors_and_no_sources(work: Path) -> None:

@@ -19,6 +19,7 @@ from tiecheck.errors import TiecheckError
 from tiecheck.options import ExitCode, Options
 from tiecheck.report import Report
 from tiecheck.rules import Severity
+from tiecheck.units import count
 
 
 @dataclass(frozen=True)
@@ -89,18 +90,18 @@ class Run:
         thresholds = sorted({o.policy.fail_on.value for o in self.outcomes}) or ["error"]
         code = self.exit_code
         if errors:
-            why = f"{errors} of {total} source(s) could not be read"
+            why = f"{errors} of {count(total, 'source')} could not be read"
         elif failing:
-            why = f"{failing} of {total} source(s) failed (fail-on {', '.join(thresholds)})"
+            why = f"{failing} of {count(total, 'source')} failed (fail-on {', '.join(thresholds)})"
             if self.exit_zero:
                 why += ", ignored by --exit-zero"
         else:
-            why = f"{'all ' if total > 1 else ''}{total} source(s) passed (fail-on "
+            why = f"{'all ' if total > 1 else ''}{count(total, 'source')} passed (fail-on "
             why += f"{', '.join(thresholds)})"
         tally = (
             f"{passed} passed, {failing} failed, {errors} unreadable; "
-            f"{counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s), "
-            f"{counts[Severity.INFO]} info"
+            f"{count(counts[Severity.ERROR], 'error')}, "
+            f"{count(counts[Severity.WARNING], 'warning')}, {counts[Severity.INFO]:,} info"
         )
         return f"exit {int(code)}: {why}; {tally}; configuration: {self.config.describe()}"
 

@@ -23,6 +23,7 @@ from typer.core import TyperArgument, TyperCommand
 from tiecheck import __version__
 from tiecheck.options import ExitCode, Expect, FailOn, Keep
 from tiecheck.render import FixFormat, OutputFormat
+from tiecheck.units import count
 
 app = typer.Typer(
     name="tiecheck",
@@ -129,13 +130,18 @@ SOURCES_HELP = (
 
 class _Command(TyperCommand):
     """Arguments whose metavar already says what they are (``SOURCE``) are shown without
-    typer's Python type beside it (``SOURCE <list[str]>`` reads as noise to a user)."""
+    typer's Python type beside it (``SOURCE <list[str]>`` reads as noise to a user), and a
+    required one reads ``SOURCE`` in the usage line, as in POSIX synopses (typer writes
+    ``{SOURCE}``, which looks like literal braces to type)."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         for param in self.params:
             if isinstance(param, TyperArgument) and param.metavar is not None:
                 param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+                if param.required:
+                    usage = param.metavar + ("..." if param.nargs != 1 else "")
+                    param.get_usage_pieces = lambda ctx, u=usage: [u]  # type: ignore[method-assign]
 
 
 @app.command("inspect", cls=_Command)
@@ -421,7 +427,7 @@ def inspect_command(
                 assert report is not None
                 _err(
                     f"  failed      {outcome.source} ({report.verdict.value}; "
-                    f"{len(report.findings)} finding(s))"
+                    f"{count(len(report.findings), 'finding')})"
                 )
         _err(run.summary())
     raise typer.Exit(run.exit_code)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from tiecheck.options import Expect, FailOn
 from tiecheck.report import Report
 from tiecheck.rules import RULES, Code, Severity, find_rule
+from tiecheck.units import count as plural
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class Policy:
             return report
         count = len(report.findings) - len(kept)
         note = (
-            f"policy: {count} finding(s) not reported ({', '.join(hidden)} ignored or not selected)"
+            f"policy: {plural(count, 'finding')} not reported "
+            f"({', '.join(hidden)} ignored or not selected)"
         )
         return replace(report, findings=kept, notes=[*report.notes, note])
 

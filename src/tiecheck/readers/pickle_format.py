@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from tiecheck.errors import FormatError, UnsafePickleError
 from tiecheck.model import DTYPE_BITS, ByteSpan, FileFormat, StorageRef, element_extent
+from tiecheck.units import count
 
 MAX_PICKLE_BYTES = 1 << 30
 """Upper bound on the pickled object graph (not tensor data); 1M tensors pickle to ~250 MB."""
@@ -885,7 +886,7 @@ def _find_state_dict(obj: Any, pickle_bytes: int) -> _Found:
         if 2 * best.nbytes >= largest.nbytes:
             chosen = best
     others = tuple(
-        f"{c.path or '(top level)'} ({len(c.tensors)} tensor(s))"
+        f"{c.path or '(top level)'} ({count(len(c.tensors), 'tensor')})"
         for c in candidates
         if c is not chosen
     )

@@ -13,7 +13,7 @@ from tiecheck.render.text import printable
 from tiecheck.rewrite.fix import FixResult
 from tiecheck.rewrite.plan import FixPlan, OutFile
 from tiecheck.run import Outcome
-from tiecheck.units import human_bytes
+from tiecheck.units import count, human_bytes
 
 FIX_SCHEMA_VERSION = 1
 """Version of the ``fix --format json`` document (``tiecheck schema fix``)."""
@@ -79,8 +79,7 @@ def render_fix_table(result: FixResult, out: TextIO) -> None:
     lines += [f"  copy    {s} -> {n}" for n, s in plan.copied]
     lines += [f"  rename  {a} -> {b}" for a, b in plan.renamed]
     for f in _files(plan):
-        count = len(f.tensors)
-        how = "copied whole" if f.whole_copy_of else f"{count} tensor{'' if count == 1 else 's'}"
+        how = "copied whole" if f.whole_copy_of else count(len(f.tensors), "tensor")
         lines.append(f"  write   {f.name} ({how}, {human_bytes(f.nbytes)})")
     if plan.index_name:
         lines.append(
@@ -111,7 +110,7 @@ def outcome_line(result: FixResult) -> str:
         return f"dry run: {what}"
     if result.target is None:
         return "nothing needed changing: nothing written"
-    where = f"{len(result.written)} file(s) to {result.target}, verified"
+    where = f"{count(len(result.written), 'file')} to {result.target}, verified"
     if not plan.changes_anything:
         return f"nothing needed changing: wrote an identical copy, {where}"
     verdict = f"; output {result.after.verdict.value}" if result.after is not None else ""

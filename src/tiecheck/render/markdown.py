@@ -15,6 +15,7 @@ from tiecheck.render.location import location_of, where
 from tiecheck.render.text import printable
 from tiecheck.rules import RULES, Severity
 from tiecheck.run import Outcome, Run
+from tiecheck.units import count
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
 
@@ -64,7 +65,7 @@ def markdown_report(run: Run) -> str:
     elif failing or errors:
         parts = [f"{failing} failed"] if failing else []
         parts += [f"{errors} could not be read"] if errors else []
-        headline = f"{' and '.join(parts)} of {len(outcomes)} source(s)"
+        headline = f"{' and '.join(parts)} of {count(len(outcomes), 'source')}"
     else:
         n = len(outcomes)
         headline = f"all {n} sources pass" if n > 1 else "the source passes"

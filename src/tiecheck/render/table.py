@@ -140,8 +140,9 @@ def _findings(report: Report, width: int) -> list[Text]:
         if done[code] > SHOWN_PER_RULE:
             if done[code] == total[code]:
                 more = total[code] - SHOWN_PER_RULE
+                noun = "finding" if more == 1 else "findings"
                 lines.append(
-                    Text(f"  ... and {more:,} more {code} finding(s) (--format concise lists "
+                    Text(f"  ... and {more:,} more {code} {noun} (--format concise lists "
                          "every one)", style="dim")
                 )  # fmt: skip
             continue

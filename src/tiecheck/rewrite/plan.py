@@ -25,6 +25,7 @@ from tiecheck.readers.discover import ADAPTER_FILES, PICKLE_SUFFIXES
 from tiecheck.readers.paths import lstat_or_none, outside_folder
 from tiecheck.report import Report
 from tiecheck.rules import Code
+from tiecheck.units import count
 
 
 class FixRefused(TiecheckError):
@@ -486,7 +487,7 @@ class _Builder:
         renamed_names = {t.name for t in self.ckpt.tensors if t.stored_name != t.name}
         if renamed_names:
             self.plan.notes.append(
-                f"{len(renamed_names)} tensor name(s) written without their container or "
+                f"{count(len(renamed_names), 'tensor name')} written without their container or "
                 "wrapper prefix, as loaders expect them"
             )
         return self.plan
