@@ -140,6 +140,43 @@ def test_unusual_file_names_are_sniffed(tmp_path: Path) -> None:
     assert [t.name for t in tiecheck.inspect(pt_path).checkpoint.tensors] == ["w"]
 
 
+def test_a_folder_of_model_folders_names_them(tmp_path: Path) -> None:
+    """An adapter beside its base, or a folder of releases: the error says which folders
+    below hold a checkpoint and how to inspect them, and ignores the ones that do not."""
+    top = tmp_path / "runs"
+    for name in ("base", "adapter", "logs", ".git"):
+        (top / name).mkdir(parents=True)
+    (top / "base" / "config.json").write_text("{}")
+    (top / "adapter" / "adapter_config.json").write_text("{}")
+    (top / ".git" / "config.json").write_text("{}")
+    (top / "logs" / "events.txt").write_text("")
+    with pytest.raises(SourceError) as caught:
+        tiecheck.inspect(top)
+    message = str(caught.value)
+    assert f"it has model folders (adapter, base): inspect one as {top}/adapter" in message
+    assert f"or all as '{top}/*'" in message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError) as caught:
+        tiecheck.inspect(tmp_path / "empty")
+    assert "model folders" not in str(caught.value)
+
+
+def test_a_folder_of_many_model_folders_shows_a_few(tmp_path: Path) -> None:
+    """Hundreds of model folders: the hint names the first few (sorted among those seen)
+    and says there are more, instead of a line per folder."""
+    from tiecheck.readers.discover import HINT_SCAN, HINT_SHOWN
+
+    top = tmp_path / "many"
+    for i in range(HINT_SCAN + 50):
+        (top / f"m{i:04}").mkdir(parents=True)
+        (top / f"m{i:04}" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(SourceError) as caught:
+        tiecheck.inspect(top)
+    listed = str(caught.value).split("it has model folders (", 1)[1].split(")", 1)[0]
+    assert listed.endswith(" ...")
+    assert len(listed.removesuffix(" ...").split(", ")) == HINT_SHOWN
+
+
 def test_unreadable_sources_raise_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no such file"):
         tiecheck.inspect(tmp_path / "missing")

@@ -7,6 +7,7 @@ adapter folder is read as an adapter even when it also holds a ``config.json``.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ class Listing(Protocol):
         """A file's format from its first bytes, when reading them costs nothing (else None)."""
         ...
 
-    def hint(self) -> str:
+    def hint(self, source: str) -> str:
         """Said after "no weights found" (e.g. which folders below hold some); may be empty."""
         ...
 
@@ -91,8 +92,52 @@ class FolderListing:
             return SourceKind.SAFETENSORS_FILE
         return None
 
-    def hint(self) -> str:
-        return ""  # a local folder's sub-folders are in plain sight
+    def hint(self, source: str) -> str:
+        """Which folders directly below hold a checkpoint (a folder of model folders, such as
+        an adapter beside its base): scanning stops after a few hundred entries, so a
+        hostile folder of millions costs nothing."""
+        found: list[str] = []
+        try:
+            with os.scandir(self.folder) as entries:
+                for seen, entry in enumerate(entries):
+                    if seen >= HINT_SCAN or len(found) > HINT_SHOWN:
+                        break
+                    if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                        continue
+                    if _holds_checkpoint(Path(entry.path)):
+                        found.append(entry.name)
+        except OSError:
+            return ""
+        if not found:
+            return ""
+        found.sort()
+        shown = ", ".join(found[:HINT_SHOWN]) + (" ..." if len(found) > HINT_SHOWN else "")
+        base = source.rstrip("/") or "."
+        return (
+            f"it has model folders ({shown}): inspect one as {base}/{found[0]}, or all as "
+            f"'{base}/*'"
+        )
+
+
+HINT_SCAN = 256
+"""Entries of a folder (and of each sub-folder) looked at to suggest sub-folders to inspect."""
+HINT_SHOWN = 5
+
+
+def _holds_checkpoint(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            for seen, entry in enumerate(entries):
+                if seen >= HINT_SCAN:
+                    return False
+                name = entry.name
+                if name in ("config.json", "adapter_config.json") or name.endswith(
+                    (".safetensors", ".index.json", *PICKLE_SUFFIXES)
+                ):
+                    return True
+    except OSError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -168,7 +213,7 @@ def choose(listing: Listing, source: str, target: str | None = None) -> Choice:
         raise SourceError(f"{source}: adapter {listing.where} has no {' or '.join(ADAPTER_FILES)}")
     choice = choose_weights(listing.names())
     if choice is None:
-        hint = listing.hint()
+        hint = listing.hint(source)
         raise SourceError(
             f"{source}: no weights found in this {listing.where} (looked for model.safetensors, "
             "*.safetensors.index.json, pytorch_model.bin, *.bin.index.json, *.safetensors, "

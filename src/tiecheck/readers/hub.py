@@ -254,7 +254,7 @@ class RepoListing:
     def sniff(self, name: str) -> SourceKind | None:
         return None  # reading a file's first bytes would cost a request
 
-    def hint(self) -> str:
+    def hint(self, source: str) -> str:
         folders = sorted({n.split("/", 1)[0] for n in self._files if "/" in n})
         if not folders:
             return ""
