@@ -13,7 +13,14 @@ Targets and input strategies are those of the property tests (``tests/fuzz_targe
 - ``index``: the index reader on random bytes and JSON, then ``inspect`` of the folder;
 - ``checkpoint``: a real tied model folder with one file edited, through ``inspect`` and
   ``fix`` (which must refuse with a TiecheckError or write a verified checkpoint, and never
-  change its source).
+  change its source);
+- ``journal``: a planted commit journal in ``fix``'s output folder: only tiecheck's own
+  temporaries inside that folder may be renamed, nothing outside it may change;
+- ``policy``: a configuration file (``pyproject.toml`` / ``tiecheck.toml``): a Config or a
+  ConfigError naming the file, nothing else;
+- ``layout``: a model folder whose files are what a hostile repository can hold (symbolic
+  links in and out of the folder, dangling links, FIFOs, folders under weight names) through
+  ``inspect`` and ``fix``.
 
 Hypothesis generates the inputs (budget per round, rounds until the time is up, a new seed each
 round). Every input runs under a per-input time limit (20 s), one that raises the process's

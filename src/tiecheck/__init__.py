@@ -17,6 +17,7 @@ from tiecheck.errors import SourceError, TiecheckError
 from tiecheck.options import ExitCode, Expect, FailOn, Keep, Options
 from tiecheck.report import Report
 from tiecheck.rewrite.fix import FixResult, fix
+from tiecheck.rewrite.plan import FixRefused
 from tiecheck.rules import RULES, Code, Finding, Severity
 from tiecheck.run import Outcome, Run, check
 
@@ -29,6 +30,7 @@ __all__ = [
     "Expect",
     "FailOn",
     "Finding",
+    "FixRefused",
     "FixResult",
     "GroupState",
     "Keep",

@@ -107,6 +107,47 @@ PAIR_HELP = (
     "not know, no config). Replaces every other grouping; the head may be absent."
 )
 
+# Options that inspect and fix share, declared once so their spelling and help cannot drift.
+RevisionOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="REV",
+        help="Hub sources: branch, tag or commit (default: main).",
+        show_default=False,
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="TOKEN",
+        help="Hub sources: access token for private or gated repos (default: HF_TOKEN or "
+        "the token saved by 'hf auth login').",
+        show_default=False,
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Hub sources: give up (exit 2) when a request gets no answer for this long "
+        "(default: TIECHECK_HUB_TIMEOUT, else 30).",
+        show_default=False,
+    ),
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Hub sources: read the Hugging Face cache only and make no network request "
+        "(as HF_HUB_OFFLINE=1 does).",
+    ),
+]
+PairOption = Annotated[
+    str | None,
+    typer.Option("--pair", metavar="EMBEDDING=HEAD", help=PAIR_HELP, show_default=False),
+]
+
 
 def _pair_option(value: str | None) -> tuple[str, str] | None:
     from tiecheck.options import parse_pair
@@ -268,23 +309,8 @@ def inspect_command(
             show_default=False,
         ),
     ] = None,
-    revision: Annotated[
-        str | None,
-        typer.Option(
-            metavar="REV",
-            help="Hub sources: branch, tag or commit (default: main).",
-            show_default=False,
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TOKEN",
-            help="Hub sources: access token for private or gated repos (default: HF_TOKEN or "
-            "the token saved by 'hf auth login').",
-            show_default=False,
-        ),
-    ] = None,
+    revision: RevisionOption = None,
+    token: TokenOption = None,
     download: Annotated[
         bool,
         typer.Option(
@@ -294,24 +320,8 @@ def inspect_command(
             "range requests).",
         ),
     ] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            metavar="SECONDS",
-            help="Hub sources: give up (exit 2) when a request gets no answer for this long "
-            "(default: TIECHECK_HUB_TIMEOUT, else 30).",
-            show_default=False,
-        ),
-    ] = None,
-    offline: Annotated[
-        bool,
-        typer.Option(
-            "--offline",
-            help="Hub sources: read the Hugging Face cache only and make no network request "
-            "(as HF_HUB_OFFLINE=1 does).",
-        ),
-    ] = False,
+    timeout: TimeoutOption = None,
+    offline: OfflineOption = False,
     rtol: Annotated[
         float,
         typer.Option(
@@ -326,10 +336,7 @@ def inspect_command(
         float,
         typer.Option("--atol", metavar="A", min=0.0, help="See --rtol."),
     ] = 1e-8,
-    pair: Annotated[
-        str | None,
-        typer.Option("--pair", metavar="EMBEDDING=HEAD", help=PAIR_HELP, show_default=False),
-    ] = None,
+    pair: PairOption = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -502,44 +509,11 @@ def fix_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; one line of result.")
     ] = False,
-    revision: Annotated[
-        str | None,
-        typer.Option(
-            metavar="REV",
-            help="Hub sources: branch, tag or commit (default: main).",
-            show_default=False,
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TOKEN",
-            help="Hub sources: access token (default: HF_TOKEN).",
-            show_default=False,
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            metavar="SECONDS",
-            help="Hub sources: give up (exit 2) when a request gets no answer for this long "
-            "(default: TIECHECK_HUB_TIMEOUT, else 30).",
-            show_default=False,
-        ),
-    ] = None,
-    offline: Annotated[
-        bool,
-        typer.Option(
-            "--offline",
-            help="Hub sources: read the Hugging Face cache only and make no network request "
-            "(as HF_HUB_OFFLINE=1 does).",
-        ),
-    ] = False,
-    pair: Annotated[
-        str | None,
-        typer.Option("--pair", metavar="EMBEDDING=HEAD", help=PAIR_HELP, show_default=False),
-    ] = None,
+    revision: RevisionOption = None,
+    token: TokenOption = None,
+    timeout: TimeoutOption = None,
+    offline: OfflineOption = False,
+    pair: PairOption = None,
 ) -> None:
     """Rewrite a checkpoint into deduplicated-tied or explicitly-untied safetensors.
 
