@@ -211,6 +211,15 @@ def print_measurement(m: Measurement) -> None:
     print(f"  {m.label:<46} {m.seconds * 1000:8.0f} ms  {m.rss_mb:7.1f} MB peak RSS", flush=True)
 
 
+def report_of(output: str) -> dict:
+    """The one source's report in ``tiecheck inspect --json`` output (JSON schema v2: a run
+    with ``reports`` and ``errors``)."""
+    doc = json.loads(output)
+    if doc.get("errors") or len(doc.get("reports", ())) != 1:
+        raise BenchmarkError(f"expected one report, got errors {doc.get('errors')}")
+    return doc["reports"][0]
+
+
 def tiecheck(source: Path, *, no_data: bool = False) -> list[str]:
     argv = [PY, "-m", "tiecheck", "inspect", str(source), "--json", "-q"]
     return [*argv, "--no-data"] if no_data else argv
@@ -218,6 +227,45 @@ def tiecheck(source: Path, *, no_data: bool = False) -> list[str]:
 
 def naive(source: Path) -> list[str]:
     return [PY, str(HERE / "naive_compare.py"), str(source)]
+
+
+def headers_only(source: Path) -> list[str]:
+    """The floor of ``--no-data``: ``safe_open`` of every shard, names, dtypes and shapes."""
+    return [PY, str(HERE / "headers_only.py"), str(source)]
+
+
+def tensor_ranges(folder: Path, names: tuple[str, ...]) -> list[tuple[Path, int, int]]:
+    """(file, start, length) of each named tensor's bytes, from the safetensors headers."""
+    index = next(folder.glob("*.safetensors.index.json"), None)
+    where = (
+        json.loads(index.read_text())["weight_map"]
+        if index
+        else dict.fromkeys(names, "model.safetensors")
+    )
+    ranges = []
+    for name in names:
+        path = folder / where[name]
+        with path.open("rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        begin, end = header[name]["data_offsets"]
+        ranges.append((path, 8 + n + begin, end - begin))
+    return ranges
+
+
+COMPARED = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def dd_compared(folder: Path) -> tuple[list[str], int]:
+    """``dd`` of exactly the bytes a comparison of embedding and head must read: the floor
+    of the data phase (one ``sh`` running one ``dd`` per tensor, 8 MiB blocks)."""
+    ranges = tensor_ranges(folder, COMPARED)
+    script = "; ".join(
+        f"dd if='{path}' of=/dev/null bs=8M iflag=skip_bytes,count_bytes skip={start} "
+        f"count={length} status=none"
+        for path, start, length in ranges
+    )
+    return ["sh", "-c", f"set -e; {script}"], sum(length for _, _, length in ranges)
 
 
 def write(folder: Path, spec: dict[str, object]) -> dict[str, int]:
@@ -256,6 +304,7 @@ def bench_no_data(
     )
     results: dict[str, object] = {}
     ms: dict[str, Measurement] = {}
+    floor: dict[str, Measurement] = {}
     info: dict[str, dict[str, int]] = {}
     for name, spec in SPARSE.items():
         folder = work / f"sparse-{name}"
@@ -271,9 +320,12 @@ def bench_no_data(
             f"{size(info[name]['apparent_bytes'])})"
         )
         ms[name] = measure(label, tiecheck(folder, no_data=True), repeat, ok_codes=(0, 1))
-        doc = json.loads(ms[name].output)
+        doc = report_of(ms[name].output)
         if doc["tensors"] != info[name]["tensors"] or doc["bytes_read"] != 0:
             raise BenchmarkError(f"--no-data {name}: unexpected report {doc['tensors']} tensors")
+        floor[name] = measure(f"  floor: safe_open headers, {name}", headers_only(folder), repeat)
+        if json.loads(floor[name].output)["tensors"] != info[name]["tensors"]:
+            raise BenchmarkError(f"headers_only {name}: wrong tensor count")
         shutil.rmtree(folder)
     t_imp, t_py = base["import"].seconds, base["python"].seconds
     small, large, many = ms["small"], ms["large"], ms["many"]
@@ -294,6 +346,8 @@ def bench_no_data(
         print(
             f"  {name:<5} vs import baseline: {m.seconds / t_imp:5.2f} x 'import tiecheck.cli' "
             f"(+{(m.seconds - t_imp) * 1000:.0f} ms), {m.seconds / t_py:5.1f} x 'python -c pass'"
+            f", {m.seconds / floor[name].seconds:5.2f} x safe_open headers "
+            f"({floor[name].seconds * 1000:.0f} ms)"
         )
     results.update(
         info=info,
@@ -304,6 +358,8 @@ def bench_no_data(
         time_ratio_many_small=many.seconds / small.seconds,
         per_extra_tensor_us=per_tensor * 1e6,
         vs_import={k: v.seconds / t_imp for k, v in ms.items()},
+        safe_open_seconds={k: v.seconds for k, v in floor.items()},
+        vs_safe_open={k: ms[k].seconds / v.seconds for k, v in floor.items()},
     )
     checks = [
         Check(
@@ -329,8 +385,9 @@ def bench_full(work: Path, repeat: int, quick: bool) -> tuple[dict[str, object],
         "  page cache: not dropped (needs root); every command is run once untimed first, "
         "so all numbers are warm-cache"
     )
+    # the baseline goes last: a command run right after it (4 GB of memory to reclaim) is
+    # measured slower, which would charge its cost to another command
     t = measure("tiecheck inspect --json (full)", tiecheck(folder), repeat, ok_codes=(0, 1))
-    n = measure("baseline load_file + torch.equal", naive(folder), repeat)
     lib = measure(
         "  (tiecheck.inspect() called directly, no CLI)",
         [PY, "-c", f"import tiecheck; tiecheck.inspect({str(folder)!r})"],
@@ -342,7 +399,10 @@ def bench_full(work: Path, repeat: int, quick: bool) -> tuple[dict[str, object],
         repeat,
         ok_codes=(0, 1),
     )
-    doc = json.loads(t.output)
+    dd_argv, dd_bytes = dd_compared(folder)
+    dd = measure(f"  floor: dd of the {size(dd_bytes)} compared", dd_argv, repeat)
+    n = measure("baseline load_file + torch.equal", naive(folder), repeat)
+    doc = report_of(t.output)
     dup = [d["keys"] for d in doc["duplicates"] or []]
     if ["model.embed_tokens.weight", "lm_head.weight"] not in dup or not json.loads(n.output)[
         "identical"
@@ -359,6 +419,10 @@ def bench_full(work: Path, repeat: int, quick: bool) -> tuple[dict[str, object],
         f"  data phase (full - --no-data): {phase * 1000:.0f} ms for {size(doc['bytes_read'])}"
         f" ({doc['bytes_read'] / max(phase, 1e-9) / GB:.1f} GB/s), "
         f"{t.rss_mb - hdr.rss_mb:+.1f} MB peak RSS"
+    )
+    print(
+        f"  data phase / dd of the compared bytes          {phase / dd.seconds:8.2f} x   "
+        f"(dd {dd_bytes / dd.seconds / GB:.1f} GB/s)"
     )
     print(f"  speed-up  baseline / tiecheck                  {speedup:8.2f} x   (want >= 5)")
     print(
@@ -391,6 +455,8 @@ def bench_full(work: Path, repeat: int, quick: bool) -> tuple[dict[str, object],
         "baseline": {"seconds": n.seconds, "rss_mb": n.rss_mb, "runs": n.runs},
         "library": {"seconds": lib.seconds, "rss_mb": lib.rss_mb},
         "no_data": {"seconds": hdr.seconds, "rss_mb": hdr.rss_mb},
+        "dd_compared": {"seconds": dd.seconds, "bytes": dd_bytes},
+        "data_phase_vs_dd": phase / dd.seconds,
         "bytes_read": doc["bytes_read"],
         "speedup": speedup,
         "rss_fraction": rss_fraction,
@@ -412,8 +478,10 @@ def bench_shard_sizes(
         t = measure(
             f"tiecheck full, {size(info['apparent_bytes'])} shard", tiecheck(folder), repeat, (0, 1)
         )
+        dd_argv, dd_bytes = dd_compared(folder)
+        dd = measure(f"  floor: dd of the {size(dd_bytes)} compared", dd_argv, repeat)
         n = measure(f"baseline,      {size(info['apparent_bytes'])} shard", naive(folder), repeat)
-        doc = json.loads(t.output)
+        doc = report_of(t.output)
         rows[label] = {
             "bytes": info["apparent_bytes"],
             "bytes_read": doc["bytes_read"],
@@ -421,7 +489,13 @@ def bench_shard_sizes(
             "tiecheck_rss_mb": t.rss_mb,
             "baseline_seconds": n.seconds,
             "baseline_rss_mb": n.rss_mb,
+            "dd_seconds": dd.seconds,
+            "vs_dd": t.seconds / dd.seconds,
         }
+        print(
+            f"  tiecheck / dd of the compared bytes          {t.seconds / dd.seconds:8.2f} x   "
+            "(whole run, start-up included)"
+        )
         shutil.rmtree(folder)
     small, large = rows.values()
     bytes_ratio = large["bytes"] / small["bytes"]  # type: ignore[operator]
