@@ -143,7 +143,7 @@ def test_unusual_file_names_are_sniffed(tmp_path: Path) -> None:
 def test_a_folder_of_model_folders_names_them(tmp_path: Path) -> None:
     """An adapter beside its base, or a folder of releases: the error says which folders
     below hold a checkpoint and how to inspect them, and ignores the ones that do not."""
-    top = tmp_path / "runs"
+    top = tmp_path / "my runs"  # a space: the suggested commands are quoted for a shell
     for name in ("base", "adapter", "logs", ".git"):
         (top / name).mkdir(parents=True)
     (top / "base" / "config.json").write_text("{}")
@@ -153,7 +153,7 @@ def test_a_folder_of_model_folders_names_them(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as caught:
         tiecheck.inspect(top)
     message = str(caught.value)
-    assert f"it has model folders (adapter, base): inspect one as {top}/adapter" in message
+    assert f"it has model folders (adapter, base): inspect one as '{top}/adapter'" in message
     assert f"or all as '{top}/*'" in message
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError) as caught:

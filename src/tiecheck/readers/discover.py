@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -65,6 +66,11 @@ class Listing(Protocol):
         ...
 
 
+HINT_SCAN = 256
+"""Entries of a folder (and of each sub-folder) looked at to suggest sub-folders to inspect."""
+HINT_SHOWN = 5
+
+
 class FolderListing:
     """A folder on disk."""
 
@@ -114,14 +120,9 @@ class FolderListing:
         shown = ", ".join(found[:HINT_SHOWN]) + (" ..." if len(found) > HINT_SHOWN else "")
         base = source.rstrip("/") or "."
         return (
-            f"it has model folders ({shown}): inspect one as {base}/{found[0]}, or all as "
-            f"'{base}/*'"
+            f"it has model folders ({shown}): inspect one as "
+            f"{shlex.quote(f'{base}/{found[0]}')}, or all as {shlex.quote(f'{base}/*')}"
         )
-
-
-HINT_SCAN = 256
-"""Entries of a folder (and of each sub-folder) looked at to suggest sub-folders to inspect."""
-HINT_SHOWN = 5
 
 
 def _holds_checkpoint(folder: Path) -> bool:

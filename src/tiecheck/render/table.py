@@ -24,7 +24,7 @@ from tiecheck.render.text import printable, report_width
 from tiecheck.report import Report
 from tiecheck.rules import Severity
 from tiecheck.run import Outcome, Run
-from tiecheck.units import human_bytes
+from tiecheck.units import count, human_bytes
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 VERDICT_STYLE = {
@@ -140,10 +140,9 @@ def _findings(report: Report, width: int) -> list[Text]:
         if done[code] > SHOWN_PER_RULE:
             if done[code] == total[code]:
                 more = total[code] - SHOWN_PER_RULE
-                noun = "finding" if more == 1 else "findings"
                 lines.append(
-                    Text(f"  ... and {more:,} more {code} {noun} (--format concise lists "
-                         "every one)", style="dim")
+                    Text(f"  ... and {count(more, f'more {code} finding')} (--format concise "
+                         "lists every one)", style="dim")
                 )  # fmt: skip
             continue
         lines.append(
