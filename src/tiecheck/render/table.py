@@ -83,6 +83,8 @@ def _summary(report: Report, width: int) -> list[Text]:
     rows.append(("declared", _declared_text(report)))
     if report.duplicates is None:
         rows.append(("data", "not compared (--no-data)"))
+    elif report.bytes_read == 0:  # one storage, or no two tensors of one dtype and shape
+        rows.append(("data", "no values needed comparing"))
     else:
         rows.append(("data", f"{human_bytes(report.bytes_read)} read to compare values"))
     if report.bytes_transferred is not None:
