@@ -540,7 +540,7 @@ def test_errors_from_the_library(hub: Hub, source: str) -> None:
 
 def test_no_weights_names_the_folders(hub: Hub) -> None:
     with pytest.raises(
-        SourceError, match=r"it has folders \(sub\): inspect one as hf://org/nested/sub"
+        SourceError, match=r"it has model folders \(sub\): inspect one as hf://org/nested/sub"
     ):
         tiecheck.inspect("org/nested")
 

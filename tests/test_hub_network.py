@@ -444,7 +444,7 @@ def _choice_or_error(listing: Any, target: str | None) -> Choice | str:
     try:
         return choose(listing, "src", target)
     except SourceError as e:
-        return str(e).replace(listing.where, "<where>").split("; it has folders")[0]
+        return str(e).split("; it has model folders")[0].replace(listing.where, "<where>")
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -470,5 +470,6 @@ def test_folder_and_repo_choose_the_same_files(hub: Hub, tmp_path: Path, layout:
         return
     assert remote == local
     if layout == "no weights":
-        with pytest.raises(SourceError, match=r"it has folders \(below, deeper\)"):
+        hint = r"it has model folders \(below, deeper\): inspect one as hf://org/layout/sub/below"
+        with pytest.raises(SourceError, match=hint):
             choose(listing, "src")

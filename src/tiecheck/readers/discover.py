@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -116,13 +117,26 @@ class FolderListing:
             return ""
         if not found:
             return ""
-        found.sort()
-        shown = ", ".join(found[:HINT_SHOWN]) + (" ..." if len(found) > HINT_SHOWN else "")
         base = source.rstrip("/") or "."
-        return (
-            f"it has model folders ({shown}): inspect one as "
-            f"{shlex.quote(f'{base}/{found[0]}')}, or all as {shlex.quote(f'{base}/*')}"
-        )
+        hint = model_folders_hint(found, lambda first: shlex.quote(f"{base}/{first}"))
+        return f"{hint}, or all as {shlex.quote(f'{base}/*')}"
+
+
+def names_a_checkpoint_file(name: str) -> bool:
+    """A file that makes its folder worth suggesting to inspect: weights, an index, a config."""
+    return name in ("config.json", "adapter_config.json") or name.endswith(
+        (".safetensors", ".index.json", *PICKLE_SUFFIXES)
+    )
+
+
+def model_folders_hint(folders: list[str], inspect_as: Callable[[str], str]) -> str:
+    """The sentence both listings add to "no weights found": which folders below hold a
+    checkpoint (sorted, the first ``HINT_SHOWN``) and how to inspect one (``inspect_as``)."""
+    if not folders:
+        return ""
+    folders = sorted(folders)
+    shown = ", ".join(folders[:HINT_SHOWN]) + (" ..." if len(folders) > HINT_SHOWN else "")
+    return f"it has model folders ({shown}): inspect one as {inspect_as(folders[0])}"
 
 
 def _holds_checkpoint(folder: Path) -> bool:
@@ -131,10 +145,7 @@ def _holds_checkpoint(folder: Path) -> bool:
             for seen, entry in enumerate(entries):
                 if seen >= HINT_SCAN:
                     return False
-                name = entry.name
-                if name in ("config.json", "adapter_config.json") or name.endswith(
-                    (".safetensors", ".index.json", *PICKLE_SUFFIXES)
-                ):
+                if names_a_checkpoint_file(entry.name):
                     return True
     except OSError:
         return False

@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 from tiecheck.errors import FormatError, SourceError
 from tiecheck.model import Checkpoint, SourceKind
 from tiecheck.readers.bytes import ByteSource, LocalFiles
-from tiecheck.readers.discover import PICKLE_SUFFIXES, Choice, FolderListing, choose
+from tiecheck.readers.discover import (
+    PICKLE_SUFFIXES,
+    Choice,
+    FolderListing,
+    choose,
+    model_folders_hint,
+    names_a_checkpoint_file,
+)
 from tiecheck.readers.hub_net import Limit, hub_timeout, limited, read_range
 from tiecheck.readers.index_format import read_index, unsafe_shard_name
 from tiecheck.readers.jsonfile import MAX_CONFIG_BYTES, read_json_file
@@ -255,13 +262,14 @@ class RepoListing:
         return None  # reading a file's first bytes would cost a request
 
     def hint(self, source: str) -> str:
-        folders = sorted({n.split("/", 1)[0] for n in self._files if "/" in n})
-        if not folders:
-            return ""
-        shown = ", ".join(folders[:5]) + (" ..." if len(folders) > 5 else "")
+        folders = {
+            folder
+            for folder, _, name in (n.partition("/") for n in self._files)
+            if name and "/" not in name and names_a_checkpoint_file(name)
+        }
         ref = self._ref
-        first = f"hf://{ref.repo_id}{'@' + ref.revision if ref.revision else ''}/"
-        return f"it has folders ({shown}): inspect one as {first}{ref.path(folders[0])}"
+        root = f"hf://{ref.repo_id}{'@' + ref.revision if ref.revision else ''}/"
+        return model_folders_hint(list(folders), lambda first: f"{root}{ref.path(first)}")
 
     def size(self, name: str) -> int | None:
         if unsafe_shard_name(name):
