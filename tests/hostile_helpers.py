@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_CLI = """\
+# ``python -m tiecheck`` (runpy.run_module is what -m runs), reporting the peak resident memory
+# of this process image at exit: VmHWM, since ru_maxrss also counts the forked test runner.
+PEAK_REPORTING_CLI = """\
 import atexit, os, runpy, sys
 def report():
     with open("/proc/self/status") as status:
@@ -68,7 +70,7 @@ def run_bounded(
     env.pop("TIECHECK_DEBUG", None)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", _CLI, *map(str, args)],
+        [sys.executable, "-c", PEAK_REPORTING_CLI, *map(str, args)],
         capture_output=True,
         text=True,
         cwd=workdir,

@@ -505,21 +505,35 @@ def qwen2(tie: bool, seed: int = 0) -> Any:
     return randomize(transformers.Qwen2ForCausalLM(config), seed).eval()
 
 
+GPT2 = {
+    "vocab_size": VOCAB,
+    "n_embd": HIDDEN,
+    "n_layer": 1,
+    "n_head": 2,
+    "n_positions": 32,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+}
+"""A tiny GPT-2 (``GPT2Config`` keywords)."""
+
+VISION_TOWER = {
+    "hidden_size": HIDDEN,
+    "intermediate_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 16,
+    "patch_size": 8,
+}
+"""A tiny SigLIP-style vision tower (``vision_config`` of Idefics3, SmolVLM, Gemma 3)."""
+
+
 def gpt2(seed: int = 0) -> Any:
     import torch
     import transformers
 
     torch.manual_seed(seed)
-    config = transformers.GPT2Config(
-        vocab_size=VOCAB,
-        n_embd=HIDDEN,
-        n_layer=1,
-        n_head=2,
-        n_positions=32,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return randomize(transformers.GPT2LMHeadModel(config), seed).eval()
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**GPT2))
+    return randomize(model, seed).eval()
 
 
 def _deberta_v2(tie: bool) -> Any:
@@ -582,14 +596,7 @@ def _vlm(tie: bool, kind: str) -> Any:
             **_decoder_config(num_key_value_heads=2),
             "tie_word_embeddings": tie,
         },
-        vision_config={
-            "hidden_size": HIDDEN,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 16,
-            "patch_size": 8,
-        },
+        vision_config=VISION_TOWER,
         scale_factor=2,
         image_token_id=5,
         tie_word_embeddings=tie,

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from core_helpers import run_cli
+from hostile_helpers import PEAK_REPORTING_CLI
 
 try:
     import tomllib
@@ -82,22 +83,6 @@ class Outcome:
         return [f for r in json.loads(self.stdout)["reports"] for f in r["findings"]]
 
 
-# ``python -m tiecheck`` (runpy.run_module is what -m runs), reporting the peak resident memory
-# of this process image at exit: VmHWM, since ru_maxrss also counts the forked test runner.
-CLI = """\
-import atexit, os, runpy, sys
-def report():
-    with open("/proc/self/status") as status:
-        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(os.environ["TIECHECK_TEST_PEAK"], "w") as out:
-        out.write(peak)
-if os.path.exists("/proc/self/status"):
-    atexit.register(report)
-sys.argv[0] = "tiecheck"
-runpy.run_module("tiecheck", run_name="__main__", alter_sys=True)
-"""
-
-
 def _run(source: Path, fmt: str, workdir: Path) -> Outcome:
     workdir.mkdir(parents=True)
     peak = workdir.with_name(workdir.name + ".peak")  # beside: workdir must stay empty
@@ -106,7 +91,7 @@ def _run(source: Path, fmt: str, workdir: Path) -> Outcome:
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-c", CLI, "inspect", str(source), "--format", fmt, "-q"],
+            [sys.executable, "-c", PEAK_REPORTING_CLI, "inspect", str(source), "-f", fmt, "-q"],
             capture_output=True,
             cwd=workdir,
             env=env,

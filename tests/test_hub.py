@@ -172,6 +172,26 @@ class Hub:
     def endpoint(self) -> str:
         return self.server.endpoint
 
+    def child_env(self, **env: str) -> dict[str, str]:
+        """The environment of a ``python -m tiecheck`` child pointed at the server, with a
+        ``sitecustomize`` that refuses any connection off the loopback interface; inherited
+        settings that would change a run (debug, time limit) are dropped unless given."""
+        guard = self.home.parent / "guard"
+        guard.mkdir(exist_ok=True)
+        (guard / "sitecustomize.py").write_text(
+            "from hub_server import install_loopback_guard\ninstall_loopback_guard()\n"
+        )
+        full = {
+            **{k: v for k, v in os.environ.items() if k not in UNSET_ENV},
+            **self.env,
+            "PYTHONPATH": os.pathsep.join([str(guard), str(TESTS), str(SRC)]),
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+        }
+        full.pop("TIECHECK_DEBUG", None)
+        full.pop("TIECHECK_HUB_TIMEOUT", None)
+        return full | env
+
     def serve_all(self, repos: dict[str, Path]) -> None:
         s = self.server
         s.add_repo("org/dup", repos["dup"])
@@ -585,26 +605,12 @@ def test_pickle_repo_needs_download(hub: Hub, repos: dict[str, Path]) -> None:
 
 def _cli(hub: Hub, *args: str, cwd: Path | None = None, **env: str) -> subprocess.Popen:
     """``python -m tiecheck`` in a child, pointed at the server, with the loopback guard."""
-    guard = hub.home.parent / "guard"
-    guard.mkdir(exist_ok=True)
-    (guard / "sitecustomize.py").write_text(
-        "from hub_server import install_loopback_guard\ninstall_loopback_guard()\n"
-    )
-    full = {
-        **{k: v for k, v in os.environ.items() if k not in UNSET_ENV},
-        **hub.env,
-        "PYTHONPATH": os.pathsep.join([str(guard), str(TESTS), str(SRC)]),
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-        **env,
-    }
-    full.pop("TIECHECK_DEBUG", None)
     return subprocess.Popen(
         [sys.executable, "-m", "tiecheck", "inspect", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=full,
+        env=hub.child_env(**env),
         cwd=cwd or hub.home.parent,
     )
 

@@ -57,26 +57,11 @@ def hub_requests(hub: Hub) -> Counter[str]:
 
 def run_cli(hub: Hub, command: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     """``python -m tiecheck COMMAND ...`` in a child pointed at the server, loopback-guarded."""
-    guard = hub.home.parent / "guard"
-    guard.mkdir(exist_ok=True)
-    (guard / "sitecustomize.py").write_text(
-        "from hub_server import install_loopback_guard\ninstall_loopback_guard()\n"
-    )
-    full = {
-        **{k: v for k, v in os.environ.items() if k not in UNSET_ENV},
-        **hub.env,
-        "PYTHONPATH": os.pathsep.join([str(guard), str(TESTS), str(SRC)]),
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-        **env,
-    }
-    full.pop("TIECHECK_DEBUG", None)
-    full.pop("TIECHECK_HUB_TIMEOUT", None) if "TIECHECK_HUB_TIMEOUT" not in env else None
     return subprocess.run(
         [sys.executable, "-m", "tiecheck", command, *args],
         capture_output=True,
         text=True,
-        env=full,
+        env=hub.child_env(**env),
         cwd=hub.home.parent,
         timeout=120,
         check=False,

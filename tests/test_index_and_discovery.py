@@ -150,6 +150,10 @@ def test_a_folder_of_model_folders_names_them(tmp_path: Path) -> None:
     (top / "adapter" / "adapter_config.json").write_text("{}")
     (top / ".git" / "config.json").write_text("{}")
     (top / "logs" / "events.txt").write_text("")
+    elsewhere = tmp_path / "elsewhere"  # a link out of the folder is never looked into
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_text("{}")
+    (top / "linked").symlink_to(elsewhere, target_is_directory=True)
     with pytest.raises(SourceError) as caught:
         tiecheck.inspect(top)
     message = str(caught.value)

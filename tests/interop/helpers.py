@@ -21,14 +21,12 @@ from packaging.version import Version
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from producers import GPT2, HIDDEN, VISION_TOWER, VOCAB
 from tiecheck import Severity
 from tiecheck.analysis.groups import GroupKind
 
 TF_VERSION = Version(transformers.__version__)
 TF5 = TF_VERSION.major >= 5
-
-VOCAB = 64
-HIDDEN = 16
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -78,16 +76,7 @@ def _llama_untied() -> Any:
 
 
 def _gpt2() -> Any:
-    config = transformers.GPT2Config(
-        vocab_size=VOCAB,
-        n_embd=HIDDEN,
-        n_layer=1,
-        n_head=2,
-        n_positions=32,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return transformers.GPT2LMHeadModel(config)
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**GPT2))
 
 
 def _t5() -> Any:  # T5 v1.0 (t5-small): flag left at its default
@@ -232,14 +221,7 @@ def _nested_config(model_type: str, tie: bool) -> Any:
     if model_type == "gemma3":
         return config_class(
             text_config={**_TEXT, "sliding_window": 8},
-            vision_config={
-                "hidden_size": HIDDEN,
-                "intermediate_size": 32,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "image_size": 16,
-                "patch_size": 8,
-            },
+            vision_config=VISION_TOWER,
             mm_tokens_per_image=4,
             image_token_index=5,
             boi_token_index=6,

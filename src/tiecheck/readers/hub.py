@@ -769,9 +769,8 @@ def download_snapshot(
         choice = choose(listing, str(ref), ref.filename)
         root = _snapshot_root(ref, commit)
         try:
-            first = [n for n in listing.names() if not n.endswith(_WEIGHT_LIKE)]
-            first += [n for n in (choice.index,) if n]
-            for name in first:
+
+            def fetch(name: str) -> None:
                 hf_hub_download(
                     ref.repo_id,
                     ref.path(name),
@@ -779,15 +778,14 @@ def download_snapshot(
                     token=token,
                     etag_timeout=limit.seconds,
                 )
-            for name in _needed(choice, root):
+
+            first = [n for n in listing.names() if not n.endswith(_WEIGHT_LIKE)]
+            first += [n for n in (choice.index,) if n]
+            for name in first:
+                fetch(name)
+            for name in _needed(choice, root):  # reads the index fetched above for the shards
                 if name not in first and listing.is_file(name):
-                    hf_hub_download(
-                        ref.repo_id,
-                        ref.path(name),
-                        revision=commit,
-                        token=token,
-                        etag_timeout=limit.seconds,
-                    )
+                    fetch(name)
         except SourceError:
             raise
         except Exception as e:
