@@ -536,18 +536,21 @@ def gpt2(seed: int = 0) -> Any:
     return randomize(model, seed).eval()
 
 
+ENCODER = {
+    "vocab_size": VOCAB,
+    "hidden_size": HIDDEN,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 32,
+}
+"""A tiny BERT-style encoder (the keywords BERT, DeBERTa and ESM configs share)."""
+
+
 def _deberta_v2(tie: bool) -> Any:
     import transformers
 
-    config = transformers.DebertaV2Config(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-        tie_word_embeddings=tie,
-    )
+    config = transformers.DebertaV2Config(**ENCODER, tie_word_embeddings=tie)
     return transformers.DebertaV2ForMaskedLM(config)
 
 
@@ -555,12 +558,7 @@ def _esm(tie: bool) -> Any:
     import transformers
 
     config = transformers.EsmConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=40,
+        **{**ENCODER, "max_position_embeddings": 40},
         pad_token_id=1,
         mask_token_id=2,
         tie_word_embeddings=tie,

@@ -21,7 +21,7 @@ from packaging.version import Version
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from producers import GPT2, HIDDEN, VISION_TOWER, VOCAB
+from producers import ENCODER, GPT2, HIDDEN, VISION_TOWER, VOCAB
 from tiecheck import Severity
 from tiecheck.analysis.groups import GroupKind
 
@@ -93,15 +93,7 @@ def _bart() -> Any:
 
 
 def _bert() -> Any:
-    config = transformers.BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    return transformers.BertForMaskedLM(config)
+    return transformers.BertForMaskedLM(transformers.BertConfig(**ENCODER))
 
 
 def _whisper() -> Any:
